@@ -1,0 +1,292 @@
+"""The canonical dataset folder that every stage after the first reads.
+
+Layout (PIPELINE.md):
+  videos.parquet            video_id, subset (train|val|test), duration (s), n_steps
+                            [+ teacher_n_steps when a second feature set is present]
+  segments.parquet          video_id, label, start, end        (seconds, ground truth)
+  points.parquet            video_id, label, time              (seconds; optional: shipped points, e.g. LACP)
+  classes.json              {"classes": [...]}                 (fixed order = class index)
+  meta.json                 feature_dim, streams, teacher_feature_dim, source, ...
+  features/<id>.npy         float32, n_steps x feature_dim            (the student's features)
+  teacher_features/<id>.npy float32, teacher_n_steps x teacher_dim    (optional; the teacher's)
+
+Seconds <-> steps always go through `n_steps / duration` of the video (METHOD.md section 0).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import OnPointError, fail
+from ..io import atomic_dir, save_npy, write_json, write_parquet
+
+SUBSETS = ("train", "val", "test")
+VIDEO_COLUMNS = ["video_id", "subset", "duration", "n_steps"]
+SEGMENT_COLUMNS = ["video_id", "label", "start", "end"]
+POINT_COLUMNS = ["video_id", "label", "time"]
+STUDENT_FEATURES = "features"
+TEACHER_FEATURES = "teacher_features"
+
+
+def check_features(array, path, video_id, feature_dim=None):
+    """Return `array` as a float32 2-D array, or raise naming the file and the problem."""
+    array = np.asarray(array)
+    if array.ndim != 2:
+        fail(path, f"features must be 2-D (n_steps x dim), got shape {array.shape}", video_id)
+    if array.shape[0] == 0:
+        fail(path, "feature file has no steps", video_id)
+    if feature_dim is not None and array.shape[1] != feature_dim:
+        fail(path, f"feature dimension {array.shape[1]} differs from the dataset's {feature_dim}", video_id)
+    if not np.issubdtype(array.dtype, np.number):
+        fail(path, f"features have non-numeric dtype {array.dtype}", video_id)
+    if not np.isfinite(array).all():
+        bad = int(np.argwhere(~np.isfinite(array))[0][0])
+        fail(path, f"features contain NaN or inf (first at step {bad})", video_id)
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+@dataclass
+class Dataset:
+    """A loaded canonical dataset folder. Tables are in memory; features are read on demand."""
+
+    root: Path
+    videos: pd.DataFrame
+    segments: pd.DataFrame
+    points: pd.DataFrame | None
+    classes: list[str]
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self):
+        return len(self.classes)
+
+    @property
+    def has_teacher_features(self):
+        return (self.root / TEACHER_FEATURES).is_dir()
+
+    def video_ids(self, *subsets):
+        """Video ids of the given subsets (all when none given), in table order."""
+        frame = self.videos if not subsets else self.videos[self.videos.subset.isin(subsets)]
+        return frame.video_id.tolist()
+
+    def video(self, video_id):
+        """The videos.parquet row of one video, as a dict."""
+        return self._by_id.loc[video_id].to_dict() | {"video_id": video_id}
+
+    def features(self, video_id, mmap=False):
+        """Student features of one video (n_steps x feature_dim, float32)."""
+        return np.load(self.root / STUDENT_FEATURES / f"{video_id}.npy", mmap_mode="r" if mmap else None)
+
+    def teacher_features(self, video_id, mmap=False):
+        """Teacher features: the second feature set when present, else the student's."""
+        folder = TEACHER_FEATURES if self.has_teacher_features else STUDENT_FEATURES
+        return np.load(self.root / folder / f"{video_id}.npy", mmap_mode="r" if mmap else None)
+
+    def n_steps(self, video_id, teacher=False):
+        row = self._by_id.loc[video_id]
+        if teacher and self.has_teacher_features:
+            return int(row["teacher_n_steps"])
+        return int(row["n_steps"])
+
+    def label_index(self, labels):
+        """Map class names to indices in the fixed class order."""
+        lookup = {name: i for i, name in enumerate(self.classes)}
+        return np.array([lookup[name] for name in labels], dtype=np.int64)
+
+    def segments_of(self, video_id):
+        return self.segments[self.segments.video_id == video_id]
+
+    def points_of(self, video_id):
+        if self.points is None:
+            return self.points
+        return self.points[self.points.video_id == video_id]
+
+    @property
+    def _by_id(self):
+        cached = self.__dict__.get("_by_id_cache")
+        if cached is None:
+            cached = self.videos.set_index("video_id")
+            self.__dict__["_by_id_cache"] = cached
+        return cached
+
+
+def _read_table(path, columns, required=True):
+    if not path.exists():
+        if required:
+            fail(path, "missing (is this a canonical dataset folder? see `onpoint import --help`)")
+        return None
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a corrupt file
+        fail(path, f"not a readable Parquet file ({exc.__class__.__name__}: {exc})")
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        fail(path, f"missing columns {missing}; expected {columns}")
+    return frame
+
+
+def load_dataset(root, check_files=True):
+    """Load and validate a canonical dataset folder; raise OnPointError naming the file on any problem."""
+    root = Path(root)
+    if not root.is_dir():
+        fail(root, "dataset folder does not exist")
+    classes_path = root / "classes.json"
+    try:
+        classes = json.loads(classes_path.read_text())["classes"]
+    except FileNotFoundError:
+        fail(classes_path, "missing class list")
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        fail(classes_path, f"malformed class list ({exc})")
+    meta_path = root / "meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    videos = _read_table(root / "videos.parquet", VIDEO_COLUMNS)
+    segments = _read_table(root / "segments.parquet", SEGMENT_COLUMNS)
+    points = _read_table(root / "points.parquet", POINT_COLUMNS, required=False)
+    dataset = Dataset(root, videos, segments, points, list(classes), meta)
+    validate_tables(dataset)
+    if check_files:
+        for folder in (STUDENT_FEATURES, TEACHER_FEATURES):
+            if folder == TEACHER_FEATURES and not dataset.has_teacher_features:
+                continue
+            for video_id in videos.video_id:
+                path = root / folder / f"{video_id}.npy"
+                if not path.exists():
+                    fail(path, "feature file missing", video_id)
+    return dataset
+
+
+def validate_tables(dataset):
+    """Check the tables agree with each other: subsets, durations, labels, times inside videos."""
+    root, videos = dataset.root, dataset.videos
+    vpath = root / "videos.parquet"
+    if videos.video_id.duplicated().any():
+        fail(vpath, f"duplicate video ids: {videos.video_id[videos.video_id.duplicated()].tolist()[:5]}")
+    bad_subset = videos[~videos.subset.isin(SUBSETS)]
+    if len(bad_subset):
+        row = bad_subset.iloc[0]
+        fail(vpath, f"subset {row.subset!r} is not one of {SUBSETS}", row.video_id)
+    bad = videos[~(videos.duration > 0) | ~(videos.n_steps > 0)]
+    if len(bad):
+        fail(vpath, "duration and n_steps must be positive", bad.iloc[0].video_id)
+    durations = dict(zip(videos.video_id, videos.duration))
+    known = set(dataset.classes)
+    for name, frame, cols in (("segments.parquet", dataset.segments, ("start", "end")),
+                              ("points.parquet", dataset.points, ("time", "time"))):
+        if frame is None:
+            continue
+        path = root / name
+        unknown_video = frame[~frame.video_id.isin(durations)]
+        if len(unknown_video):
+            fail(path, "video not listed in videos.parquet", unknown_video.iloc[0].video_id)
+        unknown = frame[~frame.label.isin(known)]
+        if len(unknown):
+            row = unknown.iloc[0]
+            fail(path, f"unknown class {row.label!r} (not in classes.json)", row.video_id)
+        lo, hi = frame[cols[0]].to_numpy(float), frame[cols[1]].to_numpy(float)
+        dur = frame.video_id.map(durations).to_numpy(float)
+        outside = ~np.isfinite(lo) | ~np.isfinite(hi) | (lo < -1e-6) | (hi > dur + 1e-6) | (hi < lo)
+        if outside.any():
+            row = frame[outside].iloc[0]
+            what = "segment" if name.startswith("segments") else "point"
+            fail(path, f"{what} [{row[cols[0]]}, {row[cols[1]]}] lies outside the video "
+                       f"(duration {durations[row.video_id]})", row.video_id)
+
+
+class DatasetWriter:
+    """Build a canonical dataset folder in a temporary folder and rename it into place on success.
+
+    >>> with DatasetWriter(out, classes, meta) as writer:
+    ...     writer.add_video("v1", "train", 60.0, features)
+    ...     writer.set_segments(segments_frame)
+    """
+
+    def __init__(self, out, classes, meta=None):
+        self.out = Path(out)
+        self.classes = list(classes)
+        self.meta = dict(meta or {})
+        self._rows = []
+        self.segments = pd.DataFrame(columns=SEGMENT_COLUMNS)
+        self.points = None
+        self._ctx = None
+        self.tmp = None
+        self.feature_dim = None
+        self.teacher_feature_dim = None
+
+    def __enter__(self):
+        self._ctx = atomic_dir(self.out)
+        self.tmp = self._ctx.__enter__()
+        (self.tmp / STUDENT_FEATURES).mkdir()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            try:
+                self._finish()
+            except BaseException as error:
+                return self._ctx.__exit__(type(error), error, error.__traceback__)
+        return self._ctx.__exit__(exc_type, exc, tb)
+
+    def add_video(self, video_id, subset, duration, features, teacher_features=None, source=None):
+        """Validate and store one video's features. `features` may be an array or a path to link."""
+        src = source or f"features of {video_id}"
+        array = check_features(features, src, video_id, self.feature_dim)
+        self.feature_dim = array.shape[1]
+        save_npy(self.tmp / STUDENT_FEATURES / f"{video_id}.npy", array)
+        row = {"video_id": video_id, "subset": subset, "duration": float(duration), "n_steps": int(array.shape[0])}
+        if teacher_features is not None:
+            tarray = check_features(teacher_features, src, video_id, self.teacher_feature_dim)
+            self.teacher_feature_dim = tarray.shape[1]
+            (self.tmp / TEACHER_FEATURES).mkdir(exist_ok=True)
+            save_npy(self.tmp / TEACHER_FEATURES / f"{video_id}.npy", tarray)
+            row["teacher_n_steps"] = int(tarray.shape[0])
+        self._rows.append(row)
+
+    def set_segments(self, frame):
+        self.segments = frame[SEGMENT_COLUMNS].reset_index(drop=True)
+
+    def set_points(self, frame):
+        self.points = None if frame is None else frame[POINT_COLUMNS].reset_index(drop=True)
+
+    def _finish(self):
+        videos = pd.DataFrame(self._rows)
+        if videos.empty:
+            raise OnPointError(f"{self.out}: no videos to write")
+        meta = {"feature_dim": self.feature_dim, **self.meta}
+        if self.teacher_feature_dim is not None:
+            meta["teacher_feature_dim"] = self.teacher_feature_dim
+        segments = self.segments.astype({"start": float, "end": float})
+        write_parquet(self.tmp / "videos.parquet", videos)
+        write_parquet(self.tmp / "segments.parquet", segments)
+        if self.points is not None:
+            write_parquet(self.tmp / "points.parquet", self.points.astype({"time": float}))
+        write_json(self.tmp / "classes.json", {"classes": self.classes})
+        write_json(self.tmp / "meta.json", meta)
+        validate_tables(Dataset(self.tmp, videos, segments, self.points, self.classes, meta))
+
+
+def link_or_copy(src, dst):
+    """Hard-link `src` to `dst` when on one filesystem (large feature files), else copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def choose_validation(train_ids, fraction, seed):
+    """A seeded `fraction` of the training videos, held out as subset 'val' for model selection.
+
+    Checkpoints and thresholds are chosen on these, never on the test split.
+    """
+    train_ids = sorted(train_ids)
+    n_val = int(round(len(train_ids) * fraction))
+    if n_val <= 0:
+        return set()
+    rng = np.random.default_rng(seed)
+    return set(rng.choice(train_ids, size=n_val, replace=False).tolist())
