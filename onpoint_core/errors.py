@@ -10,3 +10,19 @@ def fail(path, problem, video=None):
     where = f"{path}: " if path is not None else ""
     who = f"video {video}: " if video is not None else ""
     raise OnPointError(f"{where}{who}{problem}")
+
+
+def friendly_errors(func):
+    """Decorator for click commands: an OnPointError becomes one 'Error: ...' line and exit code 1."""
+    import functools
+
+    import click
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except OnPointError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper

@@ -290,3 +290,39 @@ def choose_validation(train_ids, fraction, seed):
         return set()
     rng = np.random.default_rng(seed)
     return set(rng.choice(train_ids, size=n_val, replace=False).tolist())
+
+
+def copy_dataset(src, out):
+    """Validate an imported dataset folder and place it at `out` (features hard-linked when possible)."""
+    dataset = load_dataset(src)
+    with atomic_dir(out) as tmp:
+        for entry in Path(src).iterdir():
+            target = tmp / entry.name
+            if entry.is_dir():
+                target.mkdir()
+                for file in entry.iterdir():
+                    link_or_copy(file, target / file.name)
+            else:
+                shutil.copyfile(entry, target)
+    return dataset
+
+
+def dataset_summary(dataset):
+    """Counts a person checks first: videos per subset, instances, steps, feature sizes, disk size."""
+    videos = dataset.videos
+    size = sum(f.stat().st_size for f in dataset.root.rglob("*") if f.is_file())
+    per_subset = videos.groupby("subset").size().to_dict()
+    seg_len = dataset.segments.end - dataset.segments.start
+    return {
+        "num_classes": dataset.num_classes,
+        "videos": {s: int(per_subset.get(s, 0)) for s in SUBSETS},
+        "instances": int(len(dataset.segments)),
+        "instances_per_video": float(len(dataset.segments) / max(len(videos), 1)),
+        "total_steps": int(videos.n_steps.sum()),
+        "video_seconds_mean": float(videos.duration.mean()),
+        "action_seconds_mean": float(seg_len.mean()) if len(seg_len) else 0.0,
+        "action_coverage": float(seg_len.sum() / videos.duration.sum()),
+        "feature_dim": int(dataset.meta.get("feature_dim", 0)),
+        "teacher_feature_dim": int(dataset.meta.get("teacher_feature_dim", dataset.meta.get("feature_dim", 0))),
+        "size_mb": round(size / 2 ** 20, 2),
+    }

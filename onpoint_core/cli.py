@@ -1,0 +1,125 @@
+"""The `onpoint` console command: importers, the standalone evaluator, the synthetic generator."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from .errors import friendly_errors
+
+
+@click.group()
+@click.version_option(package_name="onpoint")
+def main():
+    """OnPoint: point-supervised online temporal action localization.
+
+    The pipeline itself runs with `dvc repro`; these commands bring data in and score predictions.
+    """
+
+
+@main.command("import")
+@click.argument("layout", type=click.Choice(["hrpro", "oat", "hat"]))
+@click.argument("root", type=click.Path(exists=True, file_okay=False))
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--features-for", type=click.Choice(["both", "teacher", "student"]), default="both", show_default=True,
+              help="Which model reads these features. THUMOS'14: import hrpro with 'teacher' and oat with 'student' "
+                   "into the same OUT; the two imports are merged.")
+@click.option("--split", type=int, default=1, show_default=True, help="hat layout: which annotation split file to read.")
+@click.option("--val-fraction", type=float, default=0.1, show_default=True,
+              help="Share of training videos held out as the validation subset (model selection; never test).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the validation split.")
+@friendly_errors
+def import_command(layout, root, out, features_for, split, val_fraction, seed):
+    """Import a public dataset LAYOUT under ROOT into the canonical dataset folder OUT.
+
+    \b
+    hrpro  THUMOS'14 as in HR-Pro: features/{train,test}/<video>.npy, gt_full.json,
+           point_labels/point_gaussian.csv (LACP points), split_train.txt, split_test.txt
+    oat    THUMOS'14 as in OAT: thumos14_v2.json and one pickle of features per split.
+           A pickle can run code when loaded: only the pickle files of this layout under
+           ROOT are read; import only pickles you trust.
+    hat    EGTEA as in HAT: egtea_annotations_split<N>.json and I3D/<video>.npz (rgb, flow);
+           also any dataset in the same `database` JSON layout (HOI4D-O, ...).
+
+    OUT is written atomically: on any error nothing is left behind.
+    """
+    from .data.importers import import_layout
+
+    kwargs = {"split": split} if layout == "hat" else {}
+    summary = import_layout(layout, root, out, features_for=features_for, val_fraction=val_fraction,
+                            seed=seed, **kwargs)
+    click.echo(json.dumps(summary, indent=2, default=str))
+
+
+@main.command("synth")
+@click.argument("annotations", type=click.Path(exists=True, dir_okay=False))
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--points", "points_csv", type=click.Path(exists=True, dir_okay=False),
+              help="LACP points CSV (HR-Pro's point_gaussian.csv) to ship with the dataset.")
+@click.option("--profile", type=click.Choice(["sparse", "dense"]), default="sparse", show_default=True,
+              help="Which `synthetic` block of params.yaml gives the feature knobs.")
+@click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False))
+@friendly_errors
+def synth_command(annotations, out, points_csv, profile, params_path):
+    """Synthesize features along the real segments of an ANNOTATIONS file into OUT.
+
+    The annotation-driven mode of the synthetic benchmark: THUMOS'14 or EGTEA timing, synthetic
+    evidence. Then run the pipeline on it, e.g. `dvc exp run -S dataset=thumos14` after pointing
+    `datasets.thumos14.source` at OUT.
+    """
+    import yaml
+
+    from .config import ParamsError
+    from .data.synthetic import synthesize_from_annotations
+
+    raw = yaml.safe_load(open(params_path))
+    try:
+        syn = {**raw["synthetic"][profile], "profile": profile, "seed": raw["synthetic"]["seed"],
+               "val_fraction": raw["synthetic"]["val_fraction"]}
+    except (KeyError, TypeError):
+        raise ParamsError(f"{params_path}: synthetic.{profile}: missing") from None
+    summary = synthesize_from_annotations(annotations, syn, out, points_csv=points_csv)
+    click.echo(json.dumps(summary, indent=2))
+
+
+@main.command("evaluate")
+@click.option("--gt", "gt_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Ground-truth segments (Parquet/CSV): video_id, label, start, end (seconds).")
+@click.option("--pred", "pred_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Proposals (Parquet/CSV): video_id, label, start, end, score[, gen_time].")
+@click.option("--tiou", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7", show_default=True, help="Comma-separated tIoU thresholds.")
+@click.option("--videos", "videos_path", type=click.Path(exists=True, dir_okay=False),
+              help="Optional videos.parquet: evaluate only its videos of --subset.")
+@click.option("--subset", default="test", show_default=True)
+@click.option("--ambiguous", "ambiguous_path", type=click.Path(exists=True, dir_okay=False),
+              help="Optional ambiguous segments (THUMOS'14): video_id, start, end.")
+@friendly_errors
+def evaluate_command(gt_path, pred_path, tiou, videos_path, subset, ambiguous_path):
+    """Score proposals against ground truth: mAP per tIoU, F1@0.5, AEDT. Prints JSON to stdout."""
+    import pandas as pd
+
+    from .errors import OnPointError
+    from .evaluation.detection import evaluate_detections, load_table
+
+    try:
+        thresholds = [float(x) for x in tiou.split(",") if x.strip()]
+    except ValueError:
+        raise OnPointError(f"--tiou: not a comma-separated list of numbers: {tiou!r}") from None
+    if not thresholds or not all(0 < t <= 1 for t in thresholds):
+        raise OnPointError(f"--tiou: thresholds must lie in (0, 1], got {tiou!r}")
+    gt = load_table(gt_path, "segments")
+    pred = load_table(pred_path, "proposals")
+    videos = None
+    if videos_path:
+        table = pd.read_parquet(videos_path)
+        videos = table.loc[table.subset == subset, "video_id"].tolist()
+    ambiguous = load_table(ambiguous_path, "ambiguous") if ambiguous_path else None
+    result = evaluate_detections(gt, pred, thresholds, ambiguous=ambiguous, videos=videos)
+    json.dump(result, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()
