@@ -1,0 +1,35 @@
+"""Shared fixtures: where the repository and the real annotation files are, and tiny datasets."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data():
+    """The real public annotation files (THUMOS'14, EGTEA); absent in a user's fresh clone."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real annotation files not found at {SHARED_DATA} (they live beside the repo, not in it)")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def raw_params():
+    """params.yaml of the repository as a dict (a fresh copy per test)."""
+    return copy.deepcopy(yaml.safe_load((REPO_ROOT / "params.yaml").read_text()))
+
+
+def tiny_synthetic(raw, profile="sparse", **changes):
+    """A `synthetic` block sized for tests: a handful of short videos."""
+    syn = {**raw["synthetic"][profile], "profile": profile, "seed": raw["synthetic"]["seed"],
+           "val_fraction": raw["synthetic"]["val_fraction"]}
+    syn.update({"num_train_videos": 6, "num_test_videos": 3, "video_seconds": [40, 60]})
+    syn.update(changes)
+    return syn
