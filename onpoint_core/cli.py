@@ -27,29 +27,49 @@ def main():
               help="Which model reads these features. THUMOS'14: import hrpro with 'teacher' and oat with 'student' "
                    "into the same OUT; the two imports are merged.")
 @click.option("--split", type=int, default=1, show_default=True, help="hat layout: which annotation split file to read.")
+@click.option("--features-dir", type=click.Path(exists=True, file_okay=False),
+              help="hat layout: folder of per-video .npz/.npy features (default ROOT/I3D).")
+@click.option("--train-pickle", type=click.Path(exists=True, dir_okay=False),
+              help="oat layout: the training-split pickle (default ROOT/thumos_all_feature_val_V3.pickle).")
+@click.option("--test-pickle", type=click.Path(exists=True, dir_okay=False),
+              help="oat layout: the test-split pickle (default ROOT/thumos_all_feature_test_V3.pickle).")
+@click.option("--step-rate", default=None,
+              help="Feature steps per second used to check lengths (default per layout: hrpro 1.5625, oat 4, "
+                   "hat 2), or 'auto' for the median over all videos.")
+@click.option("--duration-tolerance", type=float, default=0.05, show_default=True,
+              help="Allowed relative disagreement of a feature file's length with duration x step rate.")
 @click.option("--val-fraction", type=float, default=0.1, show_default=True,
               help="Share of training videos held out as the validation subset (model selection; never test).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the validation split.")
 @friendly_errors
-def import_command(layout, root, out, features_for, split, val_fraction, seed):
+def import_command(layout, root, out, features_for, split, features_dir, train_pickle, test_pickle, step_rate,
+                   duration_tolerance, val_fraction, seed):
     """Import a public dataset LAYOUT under ROOT into the canonical dataset folder OUT.
 
     \b
     hrpro  THUMOS'14 as in HR-Pro: features/{train,test}/<video>.npy, gt_full.json,
-           point_labels/point_gaussian.csv (LACP points), split_train.txt, split_test.txt
+           point_labels/point_gaussian.csv (LACP points), split_train.txt, split_test.txt,
+           Ambiguous_test.txt
     oat    THUMOS'14 as in OAT: thumos14_v2.json and one pickle of features per split.
-           A pickle can run code when loaded: only the pickle files of this layout under
-           ROOT are read; import only pickles you trust.
+           A pickle can run code when loaded: only the two pickle files named above (or
+           given with --train-pickle/--test-pickle) are read; import only pickles you trust.
     hat    EGTEA as in HAT: egtea_annotations_split<N>.json and I3D/<video>.npz (rgb, flow);
            also any dataset in the same `database` JSON layout (HOI4D-O, ...).
 
-    OUT is written atomically: on any error nothing is left behind.
+    OUT is written atomically: on any error it is left as it was.
     """
     from .data.importers import import_layout
 
-    kwargs = {"split": split} if layout == "hat" else {}
-    summary = import_layout(layout, root, out, features_for=features_for, val_fraction=val_fraction,
-                            seed=seed, **kwargs)
+    options = {"hat": {"split": split, "features_dir": features_dir},
+               "oat": {"train_pickle": train_pickle, "test_pickle": test_pickle}}.get(layout, {})
+    options = {k: v for k, v in options.items() if v is not None}
+    if step_rate is not None:
+        try:
+            options["step_rate"] = step_rate if step_rate == "auto" else float(step_rate)
+        except ValueError:
+            raise click.BadParameter(f"not a number or 'auto': {step_rate!r}", param_hint="--step-rate") from None
+    summary = import_layout(layout, root, out, features_for=features_for, val_fraction=val_fraction, seed=seed,
+                            duration_tolerance=duration_tolerance, **options)
     click.echo(json.dumps(summary, indent=2, default=str))
 
 

@@ -33,6 +33,7 @@ SEGMENT_COLUMNS = ["video_id", "label", "start", "end"]
 POINT_COLUMNS = ["video_id", "label", "time"]
 STUDENT_FEATURES = "features"
 TEACHER_FEATURES = "teacher_features"
+AMBIGUOUS_TABLE = "ambiguous.parquet"
 
 
 def check_features(array, path, video_id, feature_dim=None):
@@ -62,6 +63,7 @@ class Dataset:
     points: pd.DataFrame | None
     classes: list[str]
     meta: dict = field(default_factory=dict)
+    ambiguous: pd.DataFrame | None = None     # THUMOS'14 ambiguous segments (video_id, start, end), if imported
 
     @property
     def num_classes(self):
@@ -149,7 +151,8 @@ def load_dataset(root, check_files=True):
     videos = _read_table(root / "videos.parquet", VIDEO_COLUMNS)
     segments = _read_table(root / "segments.parquet", SEGMENT_COLUMNS)
     points = _read_table(root / "points.parquet", POINT_COLUMNS, required=False)
-    dataset = Dataset(root, videos, segments, points, list(classes), meta)
+    ambiguous = _read_table(root / AMBIGUOUS_TABLE, ["video_id", "start", "end"], required=False)
+    dataset = Dataset(root, videos, segments, points, list(classes), meta, ambiguous)
     validate_tables(dataset)
     if check_files:
         for folder in (STUDENT_FEATURES, TEACHER_FEATURES):
@@ -218,11 +221,11 @@ class DatasetWriter:
         self.tmp = None
         self.feature_dim = None
         self.teacher_feature_dim = None
+        self._extra = {}
 
     def __enter__(self):
         self._ctx = atomic_dir(self.out)
         self.tmp = self._ctx.__enter__()
-        (self.tmp / STUDENT_FEATURES).mkdir()
         return self
 
     def __exit__(self, exc_type, exc, tb):
@@ -234,19 +237,37 @@ class DatasetWriter:
         return self._ctx.__exit__(exc_type, exc, tb)
 
     def add_video(self, video_id, subset, duration, features, teacher_features=None, source=None):
-        """Validate and store one video's features. `features` may be an array or a path to link."""
-        src = source or f"features of {video_id}"
-        array = check_features(features, src, video_id, self.feature_dim)
-        self.feature_dim = array.shape[1]
-        save_npy(self.tmp / STUDENT_FEATURES / f"{video_id}.npy", array)
-        row = {"video_id": video_id, "subset": subset, "duration": float(duration), "n_steps": int(array.shape[0])}
+        """Store one video's features: an array (validated, saved) or a canonical .npy path (hard-linked).
+
+        A path must be a file of an already imported canonical folder (it was validated then), so
+        only its header is read.
+        """
+        row = {"video_id": video_id, "subset": subset, "duration": float(duration),
+               "n_steps": self._store(STUDENT_FEATURES, video_id, features, "feature_dim", source)}
         if teacher_features is not None:
-            tarray = check_features(teacher_features, src, video_id, self.teacher_feature_dim)
-            self.teacher_feature_dim = tarray.shape[1]
-            (self.tmp / TEACHER_FEATURES).mkdir(exist_ok=True)
-            save_npy(self.tmp / TEACHER_FEATURES / f"{video_id}.npy", tarray)
-            row["teacher_n_steps"] = int(tarray.shape[0])
+            row["teacher_n_steps"] = self._store(TEACHER_FEATURES, video_id, teacher_features,
+                                                 "teacher_feature_dim", source)
         self._rows.append(row)
+
+    def _store(self, folder, video_id, item, dim_attr, source):
+        (self.tmp / folder).mkdir(exist_ok=True)
+        target = self.tmp / folder / f"{video_id}.npy"
+        expected = getattr(self, dim_attr)
+        if isinstance(item, Path):
+            array = np.load(item, mmap_mode="r")
+            if array.ndim != 2 or array.dtype != np.float32 or (expected is not None and array.shape[1] != expected):
+                fail(item, f"canonical feature file has shape {array.shape} / dtype {array.dtype}; expected "
+                           f"float32 n_steps x {expected or 'dim'}", video_id)
+            link_or_copy(item, target)
+        else:
+            array = check_features(item, source or f"features of {video_id}", video_id, expected)
+            save_npy(target, array)
+        setattr(self, dim_attr, int(array.shape[1]))
+        return int(array.shape[0])
+
+    def add_table(self, name, frame):
+        """An extra table of the folder (e.g. ambiguous.parquet), written with the others."""
+        self._extra[name] = frame.reset_index(drop=True)
 
     def set_segments(self, frame):
         self.segments = frame[SEGMENT_COLUMNS].reset_index(drop=True)
@@ -266,6 +287,8 @@ class DatasetWriter:
         write_parquet(self.tmp / "segments.parquet", segments)
         if self.points is not None:
             write_parquet(self.tmp / "points.parquet", self.points.astype({"time": float}))
+        for name, frame in self._extra.items():
+            write_parquet(self.tmp / name, frame)
         write_json(self.tmp / "classes.json", {"classes": self.classes})
         write_json(self.tmp / "meta.json", meta)
         validate_tables(Dataset(self.tmp, videos, segments, self.points, self.classes, meta))

@@ -1,0 +1,94 @@
+"""The DVC pipeline for real: a temp git repo holding the project, `dvc repro`, `dvc exp run -S`."""
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def _run(args, cwd, env, check=True):
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def _shrink(params):
+    """Tiny sizes so a full repro takes seconds on 2 cores."""
+    sparse = params["synthetic"]["sparse"]
+    sparse.update(num_train_videos=10, num_test_videos=4, video_seconds=[40, 60])
+    overrides = params["datasets"]["synthetic"]["overrides"]
+    overrides.setdefault("hrpro", {}).update(iterations=3, videos_per_iteration=4)
+    return params
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A git repository with the project's files (tracked and new), tiny params, one commit."""
+    repo = tmp_path / "repo"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO_ROOT,
+                           capture_output=True, text=True, check=True).stdout.split("\n")
+    for name in filter(None, files):
+        src = REPO_ROOT / name
+        if src.is_file() and not name.startswith(("metrics/", "dvc.lock")):
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, repo / name)
+    params = _shrink(yaml.safe_load((repo / "params.yaml").read_text()))
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**os.environ, "PYTHONPATH": str(repo), "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}",
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@example.com", "DVC_NO_ANALYTICS": "1"}
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "project"]):
+        _run(cmd, repo, env)
+    return repo, env
+
+
+def _dvc(repo, env, *args, check=True):
+    return _run([sys.executable, "-m", "dvc", *args], repo, env, check)
+
+
+def test_repro_then_noop_then_experiment(project):
+    repo, env = project
+    _dvc(repo, env, "repro")
+    dataset = json.loads((repo / "metrics" / "dataset.json").read_text())
+    points = json.loads((repo / "metrics" / "points.json").read_text())
+    assert dataset["videos"]["test"] == 4 and dataset["instances"] > 0
+    assert points["num_points"] > 0 and points["videos_without_points"] >= 0
+
+    again = _dvc(repo, env, "repro")
+    assert "Data and pipelines are up to date" in again.stdout
+    status = _dvc(repo, env, "status")
+    assert "up to date" in status.stdout
+
+    _run(["git", "add", "-A"], repo, env)
+    _run(["git", "commit", "-qm", "baseline"], repo, env)
+    _dvc(repo, env, "exp", "run", "-S", "synthetic.sparse.noise=0.9", "-n", "noisier")
+    table = pd.read_csv(io.StringIO(_dvc(repo, env, "exp", "show", "--csv").stdout))
+    noise = next(c for c in table.columns if c.endswith("sparse.noise"))
+    mean_points = next(c for c in table.columns if c.endswith("relative_position_mean"))
+    baseline = table[(table.typ == "baseline") & (table.rev != "workspace")]  # the committed run
+    experiment = table[table.Experiment == "noisier"]
+    assert len(experiment) == 1 and len(baseline) >= 1
+    assert float(experiment[noise].iloc[0]) == 0.9 and float(baseline[noise].iloc[0]) == 0.4
+    assert experiment[mean_points].notna().all()
+
+
+def test_bad_param_stops_repro_with_the_key(project):
+    repo, env = project
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["datasets"]["synthetic"]["window"] = 0
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    result = _dvc(repo, env, "repro", check=False)
+    assert result.returncode != 0
+    assert "datasets.synthetic.window: must be a positive integer" in result.stdout + result.stderr
+    assert not (repo / "data" / "dataset").exists()

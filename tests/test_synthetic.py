@@ -1,0 +1,136 @@
+"""The embedded benchmark: deterministic, the statistics PIPELINE.md asks for, and real structure."""
+
+import json
+
+import numpy as np
+import pytest
+
+from onpoint_core.data.dataset import load_dataset
+from onpoint_core.data.synthetic import ClassPatterns, generate_synthetic, synthesize_from_annotations
+from tests.conftest import tiny_synthetic
+
+
+def _files(root):
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_same_seed_same_bytes_other_seed_other_features(tmp_path, raw_params):
+    syn = tiny_synthetic(raw_params)
+    generate_synthetic(syn, tmp_path / "a", progress=False)
+    generate_synthetic(syn, tmp_path / "b", progress=False)
+    assert _files(tmp_path / "a") == _files(tmp_path / "b")
+    generate_synthetic({**syn, "seed": syn["seed"] + 1}, tmp_path / "c", progress=False)
+    a, c = load_dataset(tmp_path / "a"), load_dataset(tmp_path / "c")
+    assert not np.array_equal(a.features(a.video_ids()[0]), c.features(c.video_ids()[0]))
+
+
+def test_folder_is_canonical_and_two_stream(tmp_path, raw_params):
+    syn = tiny_synthetic(raw_params, num_train_videos=10, val_fraction=0.2)
+    generate_synthetic(syn, tmp_path / "d", progress=False)
+    ds = load_dataset(tmp_path / "d")
+    assert ds.videos.subset.value_counts().to_dict() == {"train": 8, "test": 3, "val": 2}
+    assert ds.meta["streams"] == 2 and ds.meta["feature_dim"] == 2 * syn["stream_dim"]
+    for video_id in ds.video_ids():
+        row = ds.video(video_id)
+        feats = ds.features(video_id)
+        assert feats.dtype == np.float32 and feats.shape == (row["n_steps"], 2 * syn["stream_dim"])
+        assert abs(row["n_steps"] / row["duration"] - syn["steps_per_second"]) < 0.05
+    seg = ds.segments
+    lengths = seg.end - seg.start
+    lo, hi = syn["action_seconds_range"]
+    assert lengths.between(lo - 1e-9, hi + 1e-9).all()
+    for _, group in seg.groupby("video_id"):   # instances never overlap, gaps respected
+        group = group.sort_values("start")
+        assert (group.start.to_numpy()[1:] - group.end.to_numpy()[:-1] >= syn["min_gap_seconds"] - 1e-9).all()
+
+
+def test_sparse_and_dense_profiles_differ_like_thumos_and_egtea(tmp_path, raw_params):
+    generate_synthetic(tiny_synthetic(raw_params, "sparse"), tmp_path / "s", progress=False)
+    generate_synthetic(tiny_synthetic(raw_params, "dense", video_seconds=[120, 180]), tmp_path / "d", progress=False)
+
+    def coverage(ds):
+        return (ds.segments.end - ds.segments.start).sum() / ds.videos.duration.sum()
+
+    sparse, dense = load_dataset(tmp_path / "s"), load_dataset(tmp_path / "d")
+    assert coverage(dense) > 1.5 * coverage(sparse)
+    assert dense.segments.groupby("video_id").label.nunique().mean() > sparse.segments.groupby("video_id").label.nunique().mean()
+
+
+def _motion_projection(ds, syn):
+    """Per instance: motion features of its middle step projected on every class's body pattern."""
+    patterns = ClassPatterns(syn["num_classes"], syn["stream_dim"], syn["phase_contrast"], syn["confusable_pairs"],
+                             syn["confusable_similarity"], np.random.default_rng([syn["seed"], 0]))
+    rows = []
+    for seg in ds.segments.itertuples():
+        feats = ds.features(seg.video_id)
+        rate = ds.video(seg.video_id)["n_steps"] / ds.video(seg.video_id)["duration"]
+        mid = int((seg.start + seg.end) / 2 * rate)
+        motion = feats[mid, syn["stream_dim"]:]
+        rows.append((ds.classes.index(seg.label), patterns.motion[:, 1] @ motion))
+    return rows, patterns
+
+
+def test_class_evidence_is_present_but_noisy(tmp_path, raw_params):
+    syn = tiny_synthetic(raw_params, num_train_videos=20)
+    generate_synthetic(syn, tmp_path / "d", progress=False)
+    rows, _ = _motion_projection(load_dataset(tmp_path / "d"), syn)
+    hits = np.mean([np.argmax(proj) == label for label, proj in rows])
+    # a single step's motion points to its class far more often than chance, yet not always
+    assert 3.0 / syn["num_classes"] < hits < 0.98
+
+
+def test_confusable_pairs_share_appearance_and_phases_differ(raw_params):
+    syn = tiny_synthetic(raw_params)
+    patterns = ClassPatterns(syn["num_classes"], syn["stream_dim"], syn["phase_contrast"], syn["confusable_pairs"],
+                             syn["confusable_similarity"], np.random.default_rng(0))
+    a, b = patterns.confusable[0]
+    unrelated = 2 * syn["confusable_pairs"]  # first class outside any pair
+    assert patterns.appearance[a] @ patterns.appearance[b] > 0.6
+    assert abs(patterns.appearance[a] @ patterns.appearance[unrelated]) < 0.6
+    onset, body, offset = patterns.motion[a]
+    assert onset @ body < 0.9 and offset @ body < 0.9
+
+
+def test_hard_negatives_put_class_evidence_outside_actions(tmp_path, raw_params):
+    def background_energy(rate):
+        syn = tiny_synthetic(raw_params, num_train_videos=10, hard_negatives_per_minute=rate, noise=0.0,
+                             clutter_per_minute=0.0, context=0.0)
+        generate_synthetic(syn, tmp_path / f"h{rate}", progress=False)
+        ds = load_dataset(tmp_path / f"h{rate}")
+        patterns = ClassPatterns(syn["num_classes"], syn["stream_dim"], syn["phase_contrast"], syn["confusable_pairs"],
+                                 syn["confusable_similarity"], np.random.default_rng([syn["seed"], 0]))
+        energy = []
+        for video_id in ds.video_ids():
+            feats, row = ds.features(video_id), ds.video(video_id)
+            t = (np.arange(row["n_steps"]) + 0.5) * row["duration"] / row["n_steps"]
+            inside = np.zeros(len(t), bool)
+            for seg in ds.segments_of(video_id).itertuples():
+                inside |= (t > seg.start - 2) & (t < seg.end + 2)
+            energy.append(np.abs(feats[~inside, : syn["stream_dim"]] @ patterns.appearance.T).max(axis=1))
+        return np.concatenate(energy).mean()
+
+    assert background_energy(6.0) > 1.2 * background_energy(0.0)
+
+
+def test_annotation_driven_mode_follows_real_egtea_timing(tmp_path, raw_params, shared_data):
+    ann = shared_data / "egtea" / "egtea_annotations_split1.json"
+    syn = tiny_synthetic(raw_params, "dense", stream_dim=8)
+    summary = synthesize_from_annotations(ann, syn, tmp_path / "egtea_syn", progress=False)
+    ds = load_dataset(tmp_path / "egtea_syn")
+    database = json.loads(ann.read_text())["database"]
+    assert summary["videos"] == len(database) == len(ds.videos)
+    assert ds.num_classes == 22
+    real = sum(len(v["annotations"]) for v in database.values())
+    assert len(ds.segments) == real
+    counts = ds.videos.subset.replace({"val": "train"}).value_counts().to_dict()
+    assert counts == {"train": 64, "test": 22}
+    video_id = ds.video_ids("test")[0]
+    assert ds.n_steps(video_id) == round(database[video_id]["duration"] * syn["steps_per_second"])
+
+
+def test_annotation_driven_mode_rejects_a_broken_file(tmp_path, raw_params):
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"database": {"v1": {"subset": "train", "duration": 10, ')
+    with pytest.raises(Exception, match="broken.json: not a `database` annotation JSON"):
+        synthesize_from_annotations(broken, tiny_synthetic(raw_params), tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
