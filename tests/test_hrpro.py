@@ -36,7 +36,7 @@ def one_thread():
 
 def base_cfg(**overrides):
     cfg = yaml.safe_load((REPO / "params.yaml").read_text())["hrpro"]
-    cfg.update(embed_dim=32, iterations=60, videos_per_iteration=4, lr=1e-3)
+    cfg.update(embed_dim=32, iterations=60, videos_per_iteration=4, lr=1e-3, video_class_ratio=0.0)
     cfg.update(overrides)
     return cfg
 
@@ -367,3 +367,19 @@ def test_teacher_pseudo_segments_on_hand_built_cas():
     dets = teacher.detect(cas)
     top = dets[dets[:, 0] == 0][0]
     assert abs(top[1] - 5) <= 0.5 and abs(top[2] - 12) <= 0.5
+
+
+def test_detect_keeps_only_classes_the_video_score_supports():
+    teacher = HRProTeacher(3, D, base_cfg(iterations=1))
+    cas = np.zeros((80, 4))
+    cas[:, 3] = 0.9
+    cas[10:30, 0], cas[10:30, 3] = 0.8, 0.1       # strong class 0
+    cas[50:60, 1], cas[50:60, 3] = 0.3, 0.6       # weak class 1
+    scores = teacher.video_scores(cas)
+    assert scores[0] > scores[1] > scores[2]
+    assert set(teacher.detect(cas, class_ratio=0.0)[:, 0].astype(int)) == {0, 1, 2}
+    assert set(teacher.detect(cas, class_ratio=0.9)[:, 0].astype(int)) == {0}
+    with pytest.raises(OnPointError, match="auto"):
+        HRProTeacher(3, D, base_cfg(iterations=1, video_class_ratio="auto")).detect(cas)
+    with pytest.raises(ParamsError, match="hrpro.video_class_ratio"):
+        HRProTeacher(3, D, base_cfg(video_class_ratio=1.5))

@@ -73,6 +73,9 @@ DEFAULTS = {
                                # sub-batches (gradients accumulate; same loss): less padding, ~1.5x
                                # faster on CPU with 4; 1 = one padded batch
     "predict_batch": 16,       # videos per padded batch at prediction time
+    "video_topk_divisor": 8,   # video-level class score = mean of the top T/8 CAS values
+    "video_class_ratio": 0.8,  # `detect` proposes classes scoring >= this x the top class (the
+                               # teacher_cache stage chooses it on the val split's points instead)
 }
 REQUIRED = ("seed", "lr", "weight_decay", "videos_per_iteration", "iterations", "embed_dim", "heads",
             "attention_dropout", "ffn_dim", "ffn_dropout", "classifier_dropout", "prototype_momentum",
@@ -111,6 +114,9 @@ def _effective_cfg(cfg):
         value = out[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ParamsError(f"params.yaml: hrpro.{key}: must be a positive integer, got {value!r}")
+    ratio = out["video_class_ratio"]
+    if ratio != "auto" and (isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio <= 1):
+        raise ParamsError(f"params.yaml: hrpro.video_class_ratio: must be 'auto' or a number in [0, 1], got {ratio!r}")
     if out["max_train_steps"] is not None and int(out["max_train_steps"]) < 1:
         raise ParamsError("params.yaml: hrpro.max_train_steps: must be a positive integer or null")
     return out
@@ -543,11 +549,31 @@ class HRProTeacher:
         return cas_proposals(cas[:, :-1], 1.0 - cas[:, -1], classes, self.cas_thresholds,
                              self.actionness_thresholds, int(self.cfg["upsample"]), float(self.cfg["oic_outer"]))
 
-    def detect(self, cas: np.ndarray) -> np.ndarray:
-        """Offline detections N x 5 (label, start, end, score, nan): multi-threshold proposals of every
-        class, class-wise (soft-)NMS, highest score first."""
+    def video_scores(self, cas: np.ndarray) -> np.ndarray:
+        """Video-level class scores: mean of each class's top T/`video_topk_divisor` CAS values (C,)."""
         cas = self._check_cas(cas)
-        props = self._proposals(cas, np.arange(self.num_classes))
+        k = max(1, cas.shape[0] // int(self.cfg["video_topk_divisor"]))
+        return np.sort(cas[:, :-1], axis=0)[-k:].mean(axis=0)
+
+    def detect(self, cas: np.ndarray, class_ratio=None) -> np.ndarray:
+        """Offline detections N x 5 (label, start, end, score, nan), highest score first.
+
+        As in weakly/point-supervised TAL practice, proposals are made only for the classes the
+        video-level score supports: those within `class_ratio` of the video's top class (a ratio
+        rather than HR-Pro's absolute threshold, because the fused CAS's scale depends on training
+        length). A proposal's score is its OIC score times its class's video score, so ranking is
+        comparable across videos. Then class-wise (soft-)NMS.
+        """
+        cas = self._check_cas(cas)
+        ratio = self.cfg["video_class_ratio"] if class_ratio is None else class_ratio
+        if ratio == "auto":
+            raise OnPointError("hrpro teacher: video_class_ratio is 'auto': pass the ratio chosen on the "
+                               "validation videos (teachers.runner.choose_class_ratio)")
+        ratio = float(ratio)
+        scores = self.video_scores(cas)
+        classes = np.flatnonzero(scores >= ratio * scores.max())
+        props = self._proposals(cas, classes)
+        props[:, 3] *= scores[props[:, 0].astype(np.int64)]
         sigma = self.cfg["nms_sigma"]
         kept = nms(props, iou_threshold=float(self.cfg["nms_iou"]), sigma=None if sigma is None else float(sigma))
         if self.cfg["max_detections"] is not None:

@@ -1,0 +1,44 @@
+"""Stage `pseudo_segments`: the teacher's pseudo segments of the point-labelled videos, and their quality."""
+
+import click
+import numpy as np
+import pandas as pd
+
+from onpoint_core.data.dataset import load_dataset
+from onpoint_core.errors import friendly_errors
+from onpoint_core.io import atomic_dir, write_json, write_parquet
+from onpoint_core.teachers.plots import timeline_png
+from onpoint_core.teachers.runner import POINT_SUBSETS, load_checkpoint, pseudo_quality, pseudo_segments
+
+
+@click.command()
+@click.option("--dataset", "dataset_dir", default="data/dataset", show_default=True)
+@click.option("--points", "points_path", default="data/points/points.parquet", show_default=True)
+@click.option("--model", default="models/teacher.pt", show_default=True)
+@click.option("--cache", "cache_dir", default="data/teacher", show_default=True)
+@click.option("--out", default="data/pseudo/pseudo_segments.parquet", show_default=True)
+@click.option("--metrics", default="metrics/pseudo_segments.json", show_default=True)
+@click.option("--timelines", default="plots/teacher_timelines", show_default=True)
+@click.option("--num-timelines", default=4, show_default=True, help="How many training videos to draw.")
+@friendly_errors
+def main(dataset_dir, points_path, model, cache_dir, out, metrics, timelines, num_timelines):
+    dataset = load_dataset(dataset_dir, check_files=False)
+    points = pd.read_parquet(points_path)
+    kind, teacher = load_checkpoint(model, dataset)
+    cas = {v: np.load(f"{cache_dir}/cas/{v}.npy") for v in dataset.video_ids(*POINT_SUBSETS)}
+    pseudo = pseudo_segments(teacher, dataset, cas, points)      # reads CAS and points, never GT
+    write_parquet(out, pseudo)
+    summary = {"teacher": kind, "num_pseudo_segments": int(len(pseudo)),
+               **pseudo_quality(dataset, pseudo, points)}     # metrics: GT read here only
+    write_json(metrics, summary)
+    with atomic_dir(timelines) as tmp:
+        for video_id in dataset.video_ids("train")[:num_timelines]:
+            timeline_png(tmp / f"{video_id}.png", video_id, dataset.video(video_id)["duration"], dataset.classes,
+                         dataset.segments_of(video_id), points[points.video_id == video_id], cas[video_id],
+                         pseudo[pseudo.video_id == video_id])
+    click.echo(f"pseudo segments: {len(pseudo)}; precision {summary['precision']:.1f} recall {summary['recall']:.1f} "
+               f"mean tIoU {summary['mean_tiou']:.3f}; {summary['points_without_pseudo_segment']} points without one -> {out}")
+
+
+if __name__ == "__main__":
+    main()
