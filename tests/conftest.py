@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import pytest
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+# The real public annotation files live beside the repository (../shared/data), never in it;
+# ONPOINT_SHARED_DATA points elsewhere (e.g. when the repository is cloned to another folder).
+SHARED_DATA = Path(os.environ.get("ONPOINT_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 
 @pytest.fixture

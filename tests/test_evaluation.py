@@ -7,7 +7,6 @@ never read back from the code under test.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,8 +21,9 @@ from onpoint_core.evaluation import (
     segment_quality,
     tiou,
 )
+from tests.conftest import SHARED_DATA
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_DATA = SHARED_DATA  # ../shared/data, or $ONPOINT_SHARED_DATA
 
 
 def gt_table(rows):

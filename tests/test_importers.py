@@ -21,8 +21,9 @@ from numpy.lib.format import open_memmap
 from onpoint_core.data.dataset import load_dataset
 from onpoint_core.data.importers import import_layout
 from onpoint_core.errors import OnPointError
+from tests.conftest import SHARED_DATA
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = SHARED_DATA  # ../shared/data, or $ONPOINT_SHARED_DATA
 THUMOS = SHARED / "thumos14"
 EGTEA = SHARED / "egtea"
 THUMOS_FILES = ["gt_full.json", "point_gaussian.csv", "split_train.txt", "split_test.txt", "Ambiguous_test.txt"]
