@@ -86,20 +86,14 @@ def synth_command(annotations, out, points_csv, profile, params_path):
     """Synthesize features along the real segments of an ANNOTATIONS file into OUT.
 
     The annotation-driven mode of the synthetic benchmark: THUMOS'14 or EGTEA timing, synthetic
-    evidence. Then run the pipeline on it, e.g. `dvc exp run -S dataset=thumos14` after pointing
-    `datasets.thumos14.source` at OUT.
+    evidence. Write OUT under data/imported/ and point a dataset entry's `source` at it, e.g.
+    `onpoint synth gt_full.json data/imported/thumos14_synth --points point_gaussian.csv`, then
+    `dvc exp run -S dataset=thumos14 -S datasets.thumos14.source=data/imported/thumos14_synth`.
     """
-    import yaml
-
-    from .config import ParamsError
+    from .config import read_params_file, synthetic_profile
     from .data.synthetic import synthesize_from_annotations
 
-    raw = yaml.safe_load(open(params_path))
-    try:
-        syn = {**raw["synthetic"][profile], "profile": profile, "seed": raw["synthetic"]["seed"],
-               "val_fraction": raw["synthetic"]["val_fraction"]}
-    except (KeyError, TypeError):
-        raise ParamsError(f"{params_path}: synthetic.{profile}: missing") from None
+    syn = synthetic_profile(read_params_file(params_path), profile, params_path)
     summary = synthesize_from_annotations(annotations, syn, out, points_csv=points_csv)
     click.echo(json.dumps(summary, indent=2))
 
@@ -133,7 +127,11 @@ def evaluate_command(gt_path, pred_path, tiou, videos_path, subset, ambiguous_pa
     pred = load_table(pred_path, "proposals")
     videos = None
     if videos_path:
-        table = pd.read_parquet(videos_path)
+        try:
+            table = pd.read_parquet(videos_path, columns=["video_id", "subset"])
+        except Exception as exc:  # pyarrow raises several types for a bad or foreign file
+            raise OnPointError(f"{videos_path}: not a videos.parquet with video_id and subset "
+                               f"({exc.__class__.__name__})") from None
         videos = table.loc[table.subset == subset, "video_id"].tolist()
     ambiguous = load_table(ambiguous_path, "ambiguous") if ambiguous_path else None
     result = evaluate_detections(gt, pred, thresholds, ambiguous=ambiguous, videos=videos)

@@ -21,6 +21,7 @@ TEACHERS = ("hrpro", "tsaspc")
 POINT_SOURCES = ("gaussian", "dataset")
 PROFILES = ("sparse", "dense")
 SHARED_SECTIONS = ("points", "hrpro", "tsaspc", "student")
+IMPORTED_ROOT = "data/imported/"   # where imported datasets live; the dataset stage depends on it
 
 
 class ParamsError(OnPointError):
@@ -43,16 +44,31 @@ def _merge(base, override, path, key):
     return out
 
 
-def load_params(path="params.yaml", dataset=None):
-    """Read, validate and resolve params.yaml for the active (or the named) dataset."""
+def read_params_file(path="params.yaml"):
+    """params.yaml as a dict, or a ParamsError naming the file."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ParamsError(f"{path}: file not found (run from the repository root)") from None
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path}: not valid YAML ({exc})") from None
-    return resolve_params(raw, path, dataset)
+
+
+def load_params(path="params.yaml", dataset=None):
+    """Read, validate and resolve params.yaml for the active (or the named) dataset."""
+    return resolve_params(read_params_file(path), Path(path), dataset)
+
+
+def synthetic_profile(raw, profile, path="params.yaml", key=None):
+    """The validated knobs of one synthetic profile, with the shared seed and val_fraction."""
+    synthetic = (raw or {}).get("synthetic") or _bad(path, "synthetic", "missing (needed by synthetic datasets)")
+    if profile not in PROFILES or profile not in synthetic:
+        _bad(path, key or "profile", f"unknown synthetic profile {profile!r} (known: {', '.join(PROFILES)})")
+    syn = {**synthetic[profile], "profile": profile,
+           "seed": synthetic.get("seed", 0), "val_fraction": synthetic.get("val_fraction", 0.1)}
+    _check_synthetic(syn, path, f"synthetic.{profile}")
+    return syn
 
 
 def resolve_params(raw, path="params.yaml", dataset=None):
@@ -78,13 +94,10 @@ def resolve_params(raw, path="params.yaml", dataset=None):
             _bad(path, f"{key}.overrides.{section}", f"unknown section (known: {', '.join(SHARED_SECTIONS)})")
         cfg[section] = _merge(cfg[section], values, path, f"{key}.overrides.{section}")
     if entry["source"] == "synthetic":
-        synthetic = raw.get("synthetic") or _bad(path, "synthetic", "missing (needed by synthetic datasets)")
-        profile = entry.get("profile")
-        if profile not in PROFILES or profile not in synthetic:
-            _bad(path, f"{key}.profile", f"unknown synthetic profile {profile!r} (known: {', '.join(PROFILES)})")
-        cfg["synthetic"] = {**synthetic[profile], "profile": profile,
-                            "seed": synthetic.get("seed", 0), "val_fraction": synthetic.get("val_fraction", 0.1)}
-        _check_synthetic(cfg["synthetic"], path, f"synthetic.{profile}")
+        cfg["synthetic"] = synthetic_profile(raw, entry.get("profile"), path, f"{key}.profile")
+    elif not str(entry["source"]).startswith(IMPORTED_ROOT):
+        _bad(path, f"{key}.source", f"must be 'synthetic' or a folder under {IMPORTED_ROOT} (the dataset "
+                                    f"stage tracks that folder), got {entry['source']!r}")
     _check_teachers(cfg, path)
     return cfg
 

@@ -9,8 +9,16 @@ import pandas as pd
 from onpoint_core.data.dataset import load_dataset
 from onpoint_core.errors import friendly_errors
 from onpoint_core.io import atomic_dir, save_npy, write_json, write_parquet
-from onpoint_core.teachers.runner import (cas_frame_accuracy, choose_class_ratio, detections, load_checkpoint,
-                                          offline_map, run_teacher)
+from onpoint_core.teachers.runner import (
+    cas_frame_accuracy,
+    choose_class_ratio,
+    detections,
+    load_checkpoint,
+    offline_map,
+    read_points,
+    run_teacher,
+    video_scores,
+)
 
 
 @click.command()
@@ -27,7 +35,7 @@ def main(dataset_dir, points_path, model, out, metrics):
     cas = run_teacher(teacher, dataset)
     options, selection = {}, {}
     if kind == "hrpro":   # which classes a video's detections may have: chosen on val points
-        ratio, table = choose_class_ratio(teacher, dataset, cas, pd.read_parquet(points_path))
+        ratio, table = choose_class_ratio(teacher, dataset, cas, read_points(points_path))
         options["class_ratio"] = ratio
         selection = {"video_class_ratio": ratio, "val_class_f1": {str(k): round(v, 4) for k, v in table.items()}}
     detected = detections(teacher, dataset, cas, **options)
@@ -38,8 +46,8 @@ def main(dataset_dir, points_path, model, out, metrics):
         table = dataset.videos[["video_id", "subset", "duration"]].copy()
         table["n_steps"] = [len(cas[v]) for v in table.video_id]
         write_parquet(tmp / "videos.parquet", table)
-        scores = [(v, name, float(np.sort(c[:, i])[-max(1, len(c) // 8):].mean()))
-                  for v, c in cas.items() for i, name in enumerate(dataset.classes)]
+        scores = [(v, name, float(score)) for v, c in cas.items()
+                  for name, score in zip(dataset.classes, video_scores(teacher, c))]
         write_parquet(tmp / "video_scores.parquet", pd.DataFrame(scores, columns=["video_id", "label", "score"]))
         write_parquet(tmp / "detections.parquet", detected)
     summary = {"teacher": kind, "seconds": round(seconds, 1), **selection,

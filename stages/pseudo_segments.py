@@ -1,14 +1,19 @@
 """Stage `pseudo_segments`: the teacher's pseudo segments of the point-labelled videos, and their quality."""
 
 import click
-import numpy as np
-import pandas as pd
 
 from onpoint_core.data.dataset import load_dataset
 from onpoint_core.errors import friendly_errors
 from onpoint_core.io import atomic_dir, write_json, write_parquet
 from onpoint_core.teachers.plots import timeline_png
-from onpoint_core.teachers.runner import POINT_SUBSETS, load_checkpoint, pseudo_quality, pseudo_segments
+from onpoint_core.teachers.runner import (
+    POINT_SUBSETS,
+    load_checkpoint,
+    pseudo_quality,
+    pseudo_segments,
+    read_cached_cas,
+    read_points,
+)
 
 
 @click.command()
@@ -23,9 +28,9 @@ from onpoint_core.teachers.runner import POINT_SUBSETS, load_checkpoint, pseudo_
 @friendly_errors
 def main(dataset_dir, points_path, model, cache_dir, out, metrics, timelines, num_timelines):
     dataset = load_dataset(dataset_dir, check_files=False)
-    points = pd.read_parquet(points_path)
+    points = read_points(points_path)
     kind, teacher = load_checkpoint(model, dataset)
-    cas = {v: np.load(f"{cache_dir}/cas/{v}.npy") for v in dataset.video_ids(*POINT_SUBSETS)}
+    cas = read_cached_cas(cache_dir, dataset.video_ids(*POINT_SUBSETS))
     pseudo = pseudo_segments(teacher, dataset, cas, points)      # reads CAS and points, never GT
     write_parquet(out, pseudo)
     summary = {"teacher": kind, "num_pseudo_segments": int(len(pseudo)),

@@ -9,7 +9,13 @@ from onpoint_core.config import load_params
 from onpoint_core.data.dataset import load_dataset
 from onpoint_core.errors import friendly_errors
 from onpoint_core.io import atomic_file, write_json
-from onpoint_core.teachers.runner import TRAIN_SUBSETS, build_teacher, save_checkpoint, teacher_videos
+from onpoint_core.teachers.runner import (
+    TRAIN_SUBSETS,
+    build_teacher,
+    read_points,
+    save_checkpoint,
+    teacher_videos,
+)
 
 
 @click.command()
@@ -24,7 +30,7 @@ def main(params_path, dataset_dir, points_path, out, metrics, curve):
     cfg = load_params(params_path)
     kind = cfg["data"]["teacher"]
     dataset = load_dataset(dataset_dir, check_files=False)
-    points = pd.read_parquet(points_path)
+    points = read_points(points_path)
     videos = teacher_videos(dataset, points, TRAIN_SUBSETS)   # features + points: no GT segments
     teacher = build_teacher(kind, dataset, cfg[kind])
     began = time.perf_counter()

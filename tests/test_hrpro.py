@@ -266,8 +266,9 @@ def test_threshold_grid_includes_the_stop():
 
 
 def test_upsample_is_linear_and_holds_the_end():
+    # centre-aligned: sub-step centres sit at step positions -0.25, 0.25, 0.75, 1.25, 1.75, 2.25
     up = upsample(np.array([0.0, 1.0, 0.0]), 2)
-    assert np.allclose(up, [0.0, 0.5, 1.0, 0.5, 0.0, 0.0])
+    assert np.allclose(up, [0.0, 0.25, 0.75, 0.75, 0.25, 0.0])
 
 
 def test_find_runs_per_column():
@@ -302,11 +303,11 @@ def test_cas_proposals_known_runs_without_upsampling():
 def test_cas_proposals_upsampled_boundaries_and_actionness():
     cas = np.zeros((20, 2))
     cas[3:8, 0] = 0.9
-    # x2 linear: samples at 2.5 and 7.5 are 0.45 < 0.5, so the run covers positions 3.0..7.0,
-    # i.e. upsampled samples 6..14 -> [6 / 2, 15 / 2) = [3, 7.5)
+    # x2, centre-aligned: sub-steps 5 and 16 (at step positions 2.25, 7.75) get 0.225 < 0.5,
+    # sub-steps 6..15 get >= 0.675 -> [6 / 2, 16 / 2) = [3, 8), the true span of steps 3..7
     props = cas_proposals(cas, classes=[0], cas_thresholds=[0.5], factor=2)
     assert props.shape == (1, 4)
-    assert props[0, :3].tolist() == [0.0, 3.0, 7.5]
+    assert props[0, :3].tolist() == [0.0, 3.0, 8.0]
     # class-agnostic runs come out for every requested class
     actionness = np.zeros(20)
     actionness[10:14] = 0.8

@@ -147,22 +147,43 @@ def load_dataset(root, check_files=True):
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         fail(classes_path, f"malformed class list ({exc})")
     meta_path = root / "meta.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    try:
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    except json.JSONDecodeError as exc:
+        fail(meta_path, f"malformed JSON ({exc})")
     videos = _read_table(root / "videos.parquet", VIDEO_COLUMNS)
     segments = _read_table(root / "segments.parquet", SEGMENT_COLUMNS)
     points = _read_table(root / "points.parquet", POINT_COLUMNS, required=False)
     ambiguous = _read_table(root / AMBIGUOUS_TABLE, ["video_id", "start", "end"], required=False)
     dataset = Dataset(root, videos, segments, points, list(classes), meta, ambiguous)
     validate_tables(dataset)
+    if dataset.has_teacher_features and "teacher_n_steps" not in videos.columns:
+        fail(root / "videos.parquet", "teacher_features/ exists but the teacher_n_steps column is missing")
     if check_files:
-        for folder in (STUDENT_FEATURES, TEACHER_FEATURES):
-            if folder == TEACHER_FEATURES and not dataset.has_teacher_features:
-                continue
-            for video_id in videos.video_id:
-                path = root / folder / f"{video_id}.npy"
-                if not path.exists():
-                    fail(path, "feature file missing", video_id)
+        check_feature_files(dataset, deep=False)
     return dataset
+
+
+def check_feature_files(dataset, deep=True):
+    """Every video has its feature files; `deep` also loads them (shape, dtype, NaN/inf, n_steps)."""
+    folders = [(STUDENT_FEATURES, "n_steps", "feature_dim")]
+    if dataset.has_teacher_features:
+        folders.append((TEACHER_FEATURES, "teacher_n_steps", "teacher_feature_dim"))
+    for folder, steps_column, dim_key in folders:
+        for row in dataset.videos.itertuples():
+            path = dataset.root / folder / f"{row.video_id}.npy"
+            if not path.exists():
+                fail(path, "feature file missing", row.video_id)
+            if not deep:
+                continue
+            try:
+                array = np.load(path, mmap_mode="r")
+            except ValueError as exc:
+                fail(path, f"not a readable .npy file ({exc})", row.video_id)
+            check_features(array, path, row.video_id, dataset.meta.get(dim_key))
+            if array.shape[0] != getattr(row, steps_column):
+                fail(path, f"{array.shape[0]} steps, but videos.parquet says {steps_column}="
+                           f"{getattr(row, steps_column)}", row.video_id)
 
 
 def validate_tables(dataset):
@@ -291,7 +312,8 @@ class DatasetWriter:
             write_parquet(self.tmp / name, frame)
         write_json(self.tmp / "classes.json", {"classes": self.classes})
         write_json(self.tmp / "meta.json", meta)
-        validate_tables(Dataset(self.tmp, videos, segments, self.points, self.classes, meta))
+        # messages name the folder the user asked for, not the temporary one
+        validate_tables(Dataset(self.out, videos, segments, self.points, self.classes, meta))
 
 
 def link_or_copy(src, dst):
@@ -318,6 +340,7 @@ def choose_validation(train_ids, fraction, seed):
 def copy_dataset(src, out):
     """Validate an imported dataset folder and place it at `out` (features hard-linked when possible)."""
     dataset = load_dataset(src)
+    check_feature_files(dataset, deep=True)
     with atomic_dir(out) as tmp:
         for entry in Path(src).iterdir():
             target = tmp / entry.name

@@ -104,7 +104,7 @@ def synthesize_video(rng, patterns, syn, duration, instances, context_classes):
     """
     sps, dim = syn["steps_per_second"], syn["stream_dim"]
     steps = max(1, int(round(duration * sps)))
-    centres = (np.arange(steps) + 0.5) / sps      # step centres in seconds
+    centres = (np.arange(steps) + 0.5) * duration / steps   # step centres in seconds (n_steps / duration)
     appearance = np.zeros((steps, dim))
     motion = np.zeros((steps, dim))
 

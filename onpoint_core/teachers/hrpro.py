@@ -53,7 +53,7 @@ from torch import nn
 from ..config import ParamsError
 from ..errors import OnPointError, fail
 from .base import TeacherVideo
-from .proposals import cas_proposals, nms, reliable_proposals, threshold_grid
+from .proposals import cas_proposals, nms, reliable_proposals, threshold_grid, topk_video_scores
 
 FORMAT = "onpoint.hrpro-teacher/1"
 
@@ -551,9 +551,7 @@ class HRProTeacher:
 
     def video_scores(self, cas: np.ndarray) -> np.ndarray:
         """Video-level class scores: mean of each class's top T/`video_topk_divisor` CAS values (C,)."""
-        cas = self._check_cas(cas)
-        k = max(1, cas.shape[0] // int(self.cfg["video_topk_divisor"]))
-        return np.sort(cas[:, :-1], axis=0)[-k:].mean(axis=0)
+        return topk_video_scores(self._check_cas(cas)[:, :-1], self.cfg["video_topk_divisor"])
 
     def detect(self, cas: np.ndarray, class_ratio=None) -> np.ndarray:
         """Offline detections N x 5 (label, start, end, score, nan), highest score first.

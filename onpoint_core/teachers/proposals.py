@@ -34,17 +34,19 @@ def threshold_grid(spec):
 
 
 def upsample(x, factor):
-    """Linear interpolation along axis 0 onto positions j / factor, j < T * factor.
+    """Linear interpolation along axis 0 onto `factor` sub-steps per step, centre-aligned.
 
-    Positions past the last step (T - 1, T) hold the last value instead of extrapolating, so a
-    sigmoid CAS stays inside [0, 1].
+    Step t covers [t, t + 1) and its value sits at its centre t + 0.5; sub-step j covers
+    [j / factor, (j + 1) / factor) and takes the value interpolated at its own centre. (HR-Pro
+    aligns samples at step starts, which shifts every proposal about a quarter step early.) Ends
+    hold the first/last value instead of extrapolating, so a sigmoid CAS stays inside [0, 1].
     """
     x = np.asarray(x, dtype=np.float64)
     factor = int(factor)
     if factor <= 1 or x.shape[0] == 0:
         return x.copy()
     n = x.shape[0]
-    pos = np.arange(n * factor) / factor
+    pos = np.clip((np.arange(n * factor) + 0.5) / factor - 0.5, 0.0, n - 1)
     lo = np.minimum(np.floor(pos).astype(np.int64), n - 1)
     hi = np.minimum(lo + 1, n - 1)
     w = (pos - lo).reshape((-1,) + (1,) * (x.ndim - 1))
@@ -208,3 +210,10 @@ def reliable_proposals(proposals, point_steps, point_labels, min_score=None):
         best = idx[int(np.argmax(proposals[idx, 3]))]
         rows.append([*proposals[best], p])
     return np.asarray(rows, dtype=np.float64).reshape(-1, 5)
+
+
+def topk_video_scores(cas, divisor=8):
+    """Video-level class scores of a T x K CAS: mean of each column's top max(1, T // divisor) values."""
+    cas = np.asarray(cas, dtype=np.float64)
+    k = max(1, cas.shape[0] // int(divisor))
+    return np.sort(cas, axis=0)[-k:].mean(axis=0)

@@ -6,6 +6,8 @@ by the metrics functions of this module, never by training, caching or pseudo-la
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import torch
@@ -16,6 +18,7 @@ from ..evaluation import evaluate_detections, frame_accuracy, segment_quality
 from ..io import atomic_file
 from .base import TeacherVideo
 from .hrpro import HRProTeacher
+from .proposals import topk_video_scores
 from .tsaspc import TSASPCTeacher
 
 TEACHERS = {"hrpro": HRProTeacher, "tsaspc": TSASPCTeacher}
@@ -69,11 +72,48 @@ def load_checkpoint(path, dataset=None):
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise OnPointError(f"{path}: teacher checkpoint not found (run the teacher_train stage)") from None
-    if payload.get("kind") not in TEACHERS:
-        raise OnPointError(f"{path}: not a teacher checkpoint (kind {payload.get('kind')!r})")
+    except Exception as exc:  # torch raises several types for a truncated or foreign file
+        raise OnPointError(f"{path}: not a readable teacher checkpoint ({exc.__class__.__name__})") from None
+    if not isinstance(payload, dict) or payload.get("kind") not in TEACHERS:
+        raise OnPointError(f"{path}: not a teacher checkpoint")
     if dataset is not None and list(payload["classes"]) != list(dataset.classes):
         raise OnPointError(f"{path}: trained on classes {payload['classes']}, the dataset has {dataset.classes}")
     return payload["kind"], TEACHERS[payload["kind"]].from_state(payload["state"])
+
+
+def video_scores(teacher, cas):
+    """Video-level class scores (C,): the teacher's own when it has them, else top-k means."""
+    if hasattr(teacher, "video_scores"):
+        return teacher.video_scores(cas)
+    return topk_video_scores(np.asarray(cas)[:, :-1])
+
+
+def read_points(path):
+    """The points table of the points stage, checked for the columns the teachers need."""
+    try:
+        points = pd.read_parquet(path)
+    except FileNotFoundError:
+        raise OnPointError(f"{path}: points file not found (run the points stage)") from None
+    except Exception as exc:
+        raise OnPointError(f"{path}: not a readable Parquet file ({exc.__class__.__name__})") from None
+    missing = {"video_id", "label", "time"} - set(points.columns)
+    if missing:
+        raise OnPointError(f"{path}: missing columns {sorted(missing)}")
+    return points
+
+
+def read_cached_cas(cache_dir, video_ids):
+    """CAS of the given videos from the teacher_cache stage's folder: {video_id: T x (C+1)}."""
+    cas = {}
+    for video_id in video_ids:
+        path = Path(cache_dir) / "cas" / f"{video_id}.npy"
+        try:
+            cas[video_id] = np.load(path)
+        except FileNotFoundError:
+            raise OnPointError(f"{path}: cached CAS missing (run the teacher_cache stage)") from None
+        except ValueError as exc:
+            raise OnPointError(f"{path}: not a readable .npy file ({exc})") from None
+    return cas
 
 
 def run_teacher(teacher, dataset, batch_videos=8, progress=True):
@@ -90,7 +130,7 @@ def run_teacher(teacher, dataset, batch_videos=8, progress=True):
     return cas
 
 
-def to_seconds_table(dataset, rows_by_video, columns):
+def to_seconds_table(dataset, rows_by_video, columns, point_in_seconds=False):
     """N x 5 teacher rows in steps (label, start, end, score, point) -> a table in seconds."""
     frames = []
     for video_id, rows in rows_by_video.items():
@@ -104,8 +144,7 @@ def to_seconds_table(dataset, rows_by_video, columns):
             "start": np.clip(rows[:, 1] * scale, 0, duration),
             "end": np.clip(rows[:, 2] * scale, 0, duration),
             "score": rows[:, 3],
-            # a point step is reported at the centre of its step
-            "point": (rows[:, 4] + 0.5) * scale,
+            "point": rows[:, 4] if point_in_seconds else (rows[:, 4] + 0.5) * scale,
         })
         frames.append(frame[columns])
     if not frames:
@@ -150,10 +189,26 @@ def detections(teacher, dataset, cas_by_video, **options):
 
 
 def pseudo_segments(teacher, dataset, cas_by_video, points):
-    """Pseudo segments of the videos with points (train and val), in seconds, with their point."""
-    rows = {video.video_id: teacher.pseudo_segments(cas_by_video[video.video_id], video.point_steps, video.point_labels)
-            for video in teacher_videos(dataset, points, POINT_SUBSETS)}
-    return to_seconds_table(dataset, rows, PSEUDO_COLUMNS)
+    """Pseudo segments of the videos with points (train and val), in seconds.
+
+    Their `point` column is the original time of the point the segment was chosen for (teachers
+    report the point's step); NaN where a segment has no point.
+    """
+    by_video = dict(list(points.groupby("video_id")))
+    rows = {}
+    for video in teacher_videos(dataset, points, POINT_SUBSETS):
+        found = teacher.pseudo_segments(cas_by_video[video.video_id], video.point_steps, video.point_labels)
+        if len(found):
+            # point_steps are sorted by time, so the first point on a step matches teacher_videos' order
+            group = by_video[video.video_id].sort_values("time", kind="stable")
+            first = {}
+            for step, label, time in zip(video.point_steps, video.point_labels, group.time):
+                first.setdefault((int(step), int(label)), float(time))
+            found = found.copy()
+            found[:, 4] = [first.get((int(p), int(c)), np.nan) if np.isfinite(p) else np.nan
+                           for c, p in zip(found[:, 0], found[:, 4])]
+        rows[video.video_id] = found
+    return to_seconds_table(dataset, rows, PSEUDO_COLUMNS, point_in_seconds=True)
 
 
 # --------------------------------------------------------------------------------------------
