@@ -105,11 +105,6 @@ class Dataset:
     def segments_of(self, video_id):
         return self.segments[self.segments.video_id == video_id]
 
-    def points_of(self, video_id):
-        if self.points is None:
-            return self.points
-        return self.points[self.points.video_id == video_id]
-
     @property
     def _by_id(self):
         cached = self.__dict__.get("_by_id_cache")
