@@ -25,8 +25,10 @@ from onpoint_core.teachers.runner import (
 @click.option("--out", default="models/teacher.pt", show_default=True)
 @click.option("--metrics", default="metrics/teacher_train.json", show_default=True)
 @click.option("--curve", default="metrics/teacher_loss.csv", show_default=True)
+@click.option("--resume-file", default="models/teacher.resume.pt", show_default=True,
+              help="Training state saved every few iterations/epochs; a crashed run resumes from it.")
 @friendly_errors
-def main(params_path, dataset_dir, points_path, out, metrics, curve):
+def main(params_path, dataset_dir, points_path, out, metrics, curve, resume_file):
     cfg = load_params(params_path)
     kind = cfg["data"]["teacher"]
     dataset = load_dataset(dataset_dir, check_files=False)
@@ -34,7 +36,7 @@ def main(params_path, dataset_dir, points_path, out, metrics, curve):
     videos = teacher_videos(dataset, points, TRAIN_SUBSETS)   # features + points: no GT segments
     teacher = build_teacher(kind, dataset, cfg[kind])
     began = time.perf_counter()
-    history = teacher.fit(videos)
+    history = teacher.fit(videos, checkpoint=resume_file)
     seconds = time.perf_counter() - began
     save_checkpoint(out, kind, teacher, dataset, history)
     frame = pd.DataFrame(history)

@@ -384,3 +384,60 @@ def test_detect_keeps_only_classes_the_video_score_supports():
         HRProTeacher(3, D, base_cfg(iterations=1, video_class_ratio="auto")).detect(cas)
     with pytest.raises(ParamsError, match="hrpro.video_class_ratio"):
         HRProTeacher(3, D, base_cfg(video_class_ratio=1.5))
+
+
+# ---------------------------------------------------------------------------------------------
+# Crash-safe resume
+
+
+class _Crash(Exception):
+    pass
+
+
+def _crash_at(k):
+    def log(row):
+        if row["iteration"] == k:
+            raise _Crash(k)
+    return log
+
+
+def test_interrupted_fit_resumes_bit_identically(tmp_path):
+    """Dropout (torch RNG) and random crops + epoch permutations (numpy RNG) all run, so the resumed
+    fit only matches if every RNG, the batch queue, Adam and the prototypes were restored. The crash
+    at iteration 5 comes after the checkpoint at 4, so iteration 5 is redone from the file."""
+    data = [v for v, _ in make_set(6, 3)]
+    cfg = base_cfg(iterations=7, videos_per_iteration=2, max_train_steps=90)
+    reference = HRProTeacher(C, D, cfg)
+    expected = reference.fit(data, progress=False)
+
+    path = tmp_path / "resume" / "hrpro.pt"
+    with pytest.raises(_Crash):
+        HRProTeacher(C, D, cfg).fit(data, log=_crash_at(5), progress=False, checkpoint=path, checkpoint_every=2)
+    saved = torch.load(path, weights_only=True)          # plain types + tensors only
+    assert saved["iteration"] == 4 and saved["history"] == expected[:4]
+    assert not list(path.parent.glob(".*tmp*"))           # no temp file left behind
+
+    rows = []
+    resumed = HRProTeacher(C, D, cfg)
+    history = resumed.fit(data, log=rows.append, progress=False, checkpoint=path, checkpoint_every=2)
+    assert history == expected
+    assert rows == expected[4:]                           # log sees only the rows run in this call
+    sa, sb = reference.state_dict(), resumed.state_dict()
+    assert sa["model"].keys() == sb["model"].keys()
+    for key in sa["model"]:
+        assert torch.equal(sa["model"][key], sb["model"][key]), key
+    assert not path.exists()                              # removed once training completed
+
+
+def test_resume_file_from_other_inputs_is_refused(tmp_path):
+    data = [v for v, _ in make_set(7, 3)]
+    cfg = base_cfg(iterations=4, videos_per_iteration=2)
+    path = tmp_path / "hrpro.pt"
+    with pytest.raises(_Crash):
+        HRProTeacher(C, D, cfg).fit(data, log=_crash_at(3), progress=False, checkpoint=path, checkpoint_every=2)
+    assert path.exists()
+    with pytest.raises(OnPointError, match=r"hrpro\.pt: .*other inputs .*cfg"):
+        HRProTeacher(C, D, {**cfg, "lr": 2e-3}).fit(data, progress=False, checkpoint=path, checkpoint_every=2)
+    with pytest.raises(OnPointError, match=r"other inputs .*video_ids"):
+        HRProTeacher(C, D, cfg).fit(data[:2] + [data[0]], progress=False, checkpoint=path, checkpoint_every=2)
+    assert path.exists()                                  # a refused file is left for the user to judge

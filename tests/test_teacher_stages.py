@@ -92,6 +92,8 @@ def test_same_seed_same_cache_and_the_outputs_a_user_reads(tmp_path, raw_params)
     assert (pseudo.start <= pseudo.end).all()
     assert set(pseudo.video_id) <= set(videos.video_id[videos.subset.isin(["train", "val"])])
 
+    assert (first / "models" / "teacher.pt").exists()
+    assert not (first / "models" / "teacher.resume.pt").exists()   # resume state is dropped once done
     train_metrics = json.loads((first / "metrics" / "teacher_train.json").read_text())
     cache_metrics = json.loads((first / "metrics" / "teacher_cache.json").read_text())
     pseudo_metrics = json.loads((first / "metrics" / "pseudo_segments.json").read_text())

@@ -319,3 +319,45 @@ def test_state_round_trip(trained):
     assert again.label_report() == teacher.label_report()
     with pytest.raises(OnPointError, match="not a TSASPC"):
         TSASPCTeacher.from_state({**state, "kind": "hrpro"})
+
+
+class _Crash(Exception):
+    """Raised from the log callback to simulate a crash after an epoch."""
+
+
+def test_interrupted_fit_resumes_bit_identical(tmp_path):
+    videos = [v for v, _ in _dataset(3, seed=8, steps=120)]
+    cfg = _cfg(epochs=6, growth_epochs=2, feature_maps=16, layers=4)
+    whole = TSASPCTeacher(C, D, cfg)
+    expected = whole.fit(videos, progress=False)
+    ckpt = tmp_path / "resume.pt"
+
+    def crash_at(k):
+        def log(row):
+            if row["epoch"] == k:
+                raise _Crash
+        return log
+
+    first = TSASPCTeacher(C, D, cfg)
+    torch.manual_seed(99)                      # the caller's RNG state must not matter
+    with pytest.raises(_Crash):
+        first.fit(videos, log=crash_at(5), progress=False, checkpoint=ckpt, checkpoint_every=2)
+    saved = torch.load(ckpt, weights_only=True)      # plain types and tensors only
+    assert saved["epoch"] == 4 and saved["growth_rounds"] == 2    # growth had started (epochs 3, 4)
+
+    # other inputs must not resume from this file
+    with pytest.raises(OnPointError, match="resume.pt.*differs in: cfg"):
+        TSASPCTeacher(C, D, {**cfg, "lr": 1e-3}).fit(videos, progress=False, checkpoint=ckpt)
+    assert ckpt.exists()
+
+    logged = []
+    resumed = TSASPCTeacher(C, D, cfg)
+    history = resumed.fit(videos, log=logged.append, progress=False, checkpoint=ckpt, checkpoint_every=2)
+    assert [r["epoch"] for r in logged] == [5, 6]    # it resumed rather than restarted
+    assert not ckpt.exists()                        # removed once training completed
+    assert history == expected
+    a, b = resumed.state_dict(), whole.state_dict()
+    assert a["label_report"] == b["label_report"] and a["model"].keys() == b["model"].keys()
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    for vid, labels in whole.frame_labels().items():
+        assert np.array_equal(resumed.frame_labels()[vid], labels)

@@ -33,6 +33,11 @@ Choices where METHOD.md is silent (all parameters, defaults in `DEFAULTS`):
   back to its unfused kernel, several times slower on long videos; `max_train_steps` (random crop
   of long training videos, default off) is the other speed lever.
 - `fit` returns the last iterate; picking a checkpoint on a validation split is the caller's job.
+- Crash-safe resume (`fit(checkpoint=path)`): every `checkpoint_every` iterations the whole loop
+  state (model incl. prototypes, Adam, batch queue, history, torch/numpy/CUDA RNG states) is saved
+  atomically, so a resumed fit is bit-identical to an uninterrupted one. A resume file made from
+  other inputs (video ids/lengths/points, cfg, model shape) is refused with an OnPointError rather
+  than silently ignored: overwriting it could discard hours of training by a mistyped path.
 - Proposals (`detect`, `pseudo_segments`): see proposals.py. `detect` scores every class and
   applies class-wise Gaussian soft-NMS (HR-Pro's sigma 0.3; `nms_sigma: null` -> hard NMS at
   `nms_iou`). `pseudo_segments` chooses among the raw (pre-NMS) proposals of the points' classes.
@@ -44,6 +49,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -52,10 +58,12 @@ from torch import nn
 
 from ..config import ParamsError
 from ..errors import OnPointError, fail
+from ..io import atomic_file
 from .base import TeacherVideo
 from .proposals import cas_proposals, nms, reliable_proposals, threshold_grid, topk_video_scores
 
 FORMAT = "onpoint.hrpro-teacher/1"
+RESUME_FORMAT = "onpoint.hrpro-resume/1"
 
 # cuBLAS only has deterministic kernels when this is set before its first use (CUDA only; a no-op on CPU).
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -326,6 +334,17 @@ def _contrastive(emb, prototypes, act_seed, bkg_seed, temperature):
     return per_video.sum().to(emb.dtype)
 
 
+def _to_cpu(obj):
+    """Copy of a nested dict/list state with every tensor moved to the CPU (portable resume files)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu().clone()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
+
+
 # ---------------------------------------------------------------------------------------------
 # Teacher
 
@@ -409,8 +428,58 @@ class HRProTeacher:
         seen = counts > 0
         self.model.prototypes[seen] = sums[seen] / counts[seen, None]
 
-    def fit(self, videos: list[TeacherVideo], log=None, progress=True) -> list[dict]:
-        """Train on point-labelled videos; returns one history row per iteration (last iterate kept)."""
+    # ---- resume files -----------------------------------------------------------------------
+    def _fingerprint(self, videos, points):
+        """What a resume file must have been made from: same model shape, cfg, videos and points.
+        Features are not hashed (too costly on real data); ids + lengths + points catch other data."""
+        import hashlib
+        digest = hashlib.sha256()
+        for steps, labels in points:
+            digest.update(np.int64(steps.size).tobytes() + steps.tobytes() + labels.tobytes())
+        return {"num_classes": self.num_classes, "feature_dim": self.feature_dim,
+                "cfg": copy.deepcopy(self.cfg), "n_videos": len(videos),
+                "video_ids": [str(v.video_id) for v in videos],
+                "n_steps": [int(np.asarray(v.features).shape[0]) for v in videos],
+                "points_sha256": digest.hexdigest()}
+
+    def _save_resume(self, path, fingerprint, optimizer, rng, queue, history):
+        """Everything the loop needs to continue bit-identically; plain types + CPU tensors only."""
+        state = {"format": RESUME_FORMAT, "fingerprint": fingerprint, "iteration": len(history),
+                 "history": copy.deepcopy(history),
+                 "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+                 "optimizer": _to_cpu(optimizer.state_dict()),
+                 "queue": torch.as_tensor(queue, dtype=torch.int64).clone(),
+                 "numpy_rng": copy.deepcopy(rng.bit_generator.state),
+                 "torch_rng": torch.get_rng_state(),
+                 "cuda_rng": [s.cpu() for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else []}
+        with atomic_file(path, "wb") as handle:
+            torch.save(state, handle)
+
+    def _load_resume(self, path, fingerprint):
+        """The resume file at `path`, checked against this fit's inputs; an OnPointError if stale."""
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one-line error
+            fail(path, f"cannot read the hrpro resume file ({type(exc).__name__}: {exc}); delete it to start afresh")
+        if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
+            fail(path, f"not an hrpro resume file of format {RESUME_FORMAT!r}; delete it to start afresh")
+        if state["fingerprint"] != fingerprint:
+            old = state["fingerprint"]
+            diff = sorted(k for k in set(old) | set(fingerprint) if old.get(k) != fingerprint.get(k))
+            fail(path, f"hrpro resume file was made from other inputs (differs in: {', '.join(diff)}); "
+                       "delete it to start afresh")
+        return state
+
+    def fit(self, videos: list[TeacherVideo], log=None, progress=True, checkpoint=None,
+            checkpoint_every=50) -> list[dict]:
+        """Train on point-labelled videos; returns one history row per iteration (last iterate kept).
+
+        `checkpoint`: path of a resume file, written atomically every `checkpoint_every` iterations
+        (not after the last) and removed when training completes. If it exists when fit starts,
+        training continues from it (same result, bit for bit, as never stopping); one made from
+        other inputs or params raises an OnPointError. `log` sees only the rows run in this call;
+        the returned history holds all of them.
+        """
         if not videos:
             raise OnPointError("hrpro teacher: no training videos")
         cfg = self.cfg
@@ -428,18 +497,41 @@ class HRProTeacher:
         momentum = float(cfg["prototype_momentum"])
         c = self.num_classes
         history = []
+        total = int(cfg["iterations"])
+        every = int(checkpoint_every)
+        if checkpoint is not None:
+            if isinstance(checkpoint_every, bool) or every < 1:
+                raise OnPointError(f"hrpro teacher: checkpoint_every must be a positive integer, got {checkpoint_every!r}")
+            checkpoint = Path(checkpoint)
+            fingerprint = self._fingerprint(videos, points)
+            resume = self._load_resume(checkpoint, fingerprint) if checkpoint.exists() else None
+        else:
+            resume = None
         with _deterministic(), _seeded(cfg["seed"]):
             rng = np.random.default_rng(int(cfg["seed"]))
-            if not bool(self.model.prototypes.any()):     # fresh teacher; a second fit continues
-                self._init_prototypes(feats, points)
             params = [p for p in self.model.parameters() if p.requires_grad]
             optimizer = torch.optim.Adam(params, lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
             queue = np.zeros(0, dtype=np.int64)
-            iterations = range(int(cfg["iterations"]))
+            if resume is not None:                        # continue exactly where the file left off
+                self.model.load_state_dict(resume["model"])
+                optimizer.load_state_dict(resume["optimizer"])
+                queue = resume["queue"].numpy().astype(np.int64)
+                history = list(resume["history"])
+                rng.bit_generator.state = resume["numpy_rng"]
+                torch.set_rng_state(resume["torch_rng"])
+                if resume["cuda_rng"] and torch.cuda.is_available():
+                    if len(resume["cuda_rng"]) != torch.cuda.device_count():
+                        fail(checkpoint, f"hrpro resume file saved {len(resume['cuda_rng'])} CUDA RNG states, "
+                                         f"this machine has {torch.cuda.device_count()} GPUs")
+                    torch.cuda.set_rng_state_all(resume["cuda_rng"])
+            elif not bool(self.model.prototypes.any()):   # fresh teacher; a second fit continues
+                self._init_prototypes(feats, points)
+            start = int(resume["iteration"]) if resume is not None else 0
+            iterations = range(start, total)
             bar = None
             if progress:
                 from tqdm import tqdm
-                bar = tqdm(iterations, desc="hrpro teacher", unit="it", leave=False)
+                bar = tqdm(iterations, desc="hrpro teacher", unit="it", leave=False, initial=start, total=total)
                 iterations = bar
             for it in iterations:
                 if queue.size < batch_size:
@@ -468,12 +560,16 @@ class HRProTeacher:
                 row = {"iteration": it + 1, "loss": loss, "loss_point": loss_point,
                        "loss_background": loss_bkg, "loss_contrast": loss_con}
                 history.append(row)
+                if checkpoint is not None and (it + 1) % every == 0 and it + 1 < total:
+                    self._save_resume(checkpoint, fingerprint, optimizer, rng, queue, history)
                 if log is not None:
                     log(row)
                 if bar is not None:
                     bar.set_postfix(loss=f"{row['loss']:.4f}")
             if bar is not None:
                 bar.close()
+        if checkpoint is not None:
+            checkpoint.unlink(missing_ok=True)
         self.model.eval()
         return history
 

@@ -35,6 +35,9 @@ Choices where METHOD.md is silent (each one is a parameter or written down here)
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -43,6 +46,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..errors import fail
+from ..io import atomic_file
 from . import clustering
 from .base import segments_array
 
@@ -301,12 +305,21 @@ class TSASPCTeacher:
             info["labels"], info["owner"] = clustering.intervals_to_labels(
                 T, info["left"], info["right"], info["stamp_labels"])
 
-    def fit(self, videos, log=None, progress=True):
+    def fit(self, videos, log=None, progress=True, checkpoint=None, checkpoint_every=5):
         """Train on the videos' features and points; returns one history row per epoch.
 
         Epochs 1..growth_epochs train on the ensemble labels; from then on, every batch first
         grows its videos' labels from the features of its own forward pass (as TSASPC does,
         which costs no extra forward pass), then trains on the grown labels.
+
+        `checkpoint` (a path) makes training crash-safe: every `checkpoint_every` epochs the
+        whole loop state (model, optimizer, grown labels, history, RNG states) is written there
+        atomically, and a fit that finds the file resumes from it, so an interrupted and resumed
+        fit ends bit-identical to an uninterrupted one (same device). The file is written before
+        `log` sees the epoch's row (a failing logger loses no epoch; rows already logged before
+        the crash are not logged again) and is removed when training completes. A file from
+        other inputs (video ids, lengths, points, classes, feature dim or cfg) is refused with
+        an OnPointError rather than silently overwritten: it may hold hours of someone's work.
         """
         if not videos:
             fail("teacher input", "no training videos")
@@ -318,12 +331,21 @@ class TSASPCTeacher:
         epochs, growth = int(cfg["epochs"]), int(cfg["growth_epochs"])
         bs = int(cfg["batch_size"])
         seed = int(cfg["seed"])
+        path = Path(checkpoint) if checkpoint is not None else None
+        every = int(checkpoint_every)
+        if path is not None and every < 1:
+            fail(path, f"checkpoint_every must be at least 1, got {checkpoint_every}")
+        fingerprint = self._fingerprint(videos) if path is not None else None
+        resume = self._read_resume(path, fingerprint) if path is not None and path.exists() else None
         rng = np.random.default_rng(seed)
         opt = torch.optim.Adam(self.model.parameters(), lr=float(cfg["lr"]))
-        history = []
+        history, done = [], 0
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + 1)
-            for epoch in tqdm(range(1, epochs + 1), desc="tsaspc epochs", disable=not progress):
+            if resume is not None:
+                done, history = self._restore(resume, opt, rng)
+            for epoch in tqdm(range(done + 1, epochs + 1), desc="tsaspc epochs", disable=not progress,
+                              initial=done, total=epochs):
                 self.model.train()
                 sums = dict.fromkeys(("loss", "loss_ce", "loss_smoothing", "loss_confidence", "loss_cluster"), 0.0)
                 order = rng.permutation(len(videos))
@@ -348,10 +370,83 @@ class TSASPCTeacher:
                 frac = self._refresh_labels()
                 row = {"epoch": epoch, **{k: v / n_batches for k, v in sums.items()}, "labelled_fraction": frac}
                 history.append(row)
+                if path is not None and epoch % every == 0 and epoch < epochs:
+                    self._write_resume(path, fingerprint, epoch, opt, rng, history)
                 if log is not None:
                     log(row)
         self.model.eval()
+        if path is not None:
+            path.unlink(missing_ok=True)
         return history
+
+    # ---------------------------------------------------------------- resume file
+    def _fingerprint(self, videos):
+        """What the resume file must match: the inputs and cfg (points hashed, features not,
+        since hashing every feature file would cost a full read of the data)."""
+        points = hashlib.sha256()
+        for v in videos:
+            points.update(np.ascontiguousarray(v.point_steps, np.int64).tobytes())
+            points.update(b"|")
+            points.update(np.ascontiguousarray(v.point_labels, np.int64).tobytes())
+            points.update(b"#")
+        return {"video_ids": [str(v.video_id) for v in videos],
+                "n_steps": [int(v.n_steps) for v in videos],
+                "points_sha256": points.hexdigest(),
+                "num_classes": self.num_classes,
+                "feature_dim": self.input_dim,
+                "cfg": json.dumps(self.cfg, sort_keys=True, default=str)}
+
+    def _write_resume(self, path, fingerprint, epoch, opt, rng, history):
+        """Everything the epoch loop carries, as plain types and tensors, written atomically."""
+        grown = {vid: {key: torch.from_numpy(np.array(info[key], np.int64))
+                       for key in ("left", "right", "labels", "owner")}
+                 for vid, info in self._info.items()}
+        state = {
+            "kind": "tsaspc-resume",
+            "fingerprint": fingerprint,
+            "epoch": int(epoch),
+            "history": copy.deepcopy(history),
+            "growth_rounds": int(self.report["growth_rounds"]),
+            "labels": grown,
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "optimizer": opt.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+            "numpy_rng": copy.deepcopy(rng.bit_generator.state),
+        }
+        with atomic_file(path, "wb") as handle:
+            torch.save(state, handle)
+
+    def _read_resume(self, path, fingerprint):
+        """Load a resume file; refuse one that is unreadable or was written for other inputs."""
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one-line error
+            fail(path, f"unreadable TSASPC resume file ({type(exc).__name__}: {exc}); delete it to start afresh")
+        if not isinstance(state, dict) or state.get("kind") != "tsaspc-resume":
+            fail(path, "not a TSASPC resume file; delete it to start afresh")
+        saved = state.get("fingerprint") or {}
+        differ = sorted(k for k in fingerprint.keys() | saved.keys() if saved.get(k) != fingerprint.get(k))
+        if differ:
+            fail(path, f"resume file was written for other inputs (differs in: {', '.join(differ)}); "
+                       "delete it to start afresh")
+        return state
+
+    def _restore(self, state, opt, rng):
+        """Put the loop back where the resume file left it; returns (epochs done, history)."""
+        self.model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        for vid, grown in state["labels"].items():
+            info = self._info[vid]
+            for key, value in grown.items():
+                info[key] = value.numpy().astype(np.int64)
+        self.report["growth_rounds"] = int(state["growth_rounds"])
+        self._refresh_labels()
+        torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        rng.bit_generator.state = state["numpy_rng"]
+        return int(state["epoch"]), list(state["history"])
 
     # ---------------------------------------------------------------- inference
     @torch.no_grad()
