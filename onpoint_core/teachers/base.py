@@ -10,6 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
+
+from ..errors import fail
+from ..io import atomic_file
 
 
 @dataclass
@@ -35,3 +39,30 @@ def segments_array(rows):
     if not len(rows):
         return np.zeros((0, 5), dtype=np.float64)
     return np.asarray(rows, dtype=np.float64).reshape(-1, 5)
+
+
+def write_resume_file(path, state):
+    """Save a teacher's training state atomically (plain types and CPU tensors only)."""
+    with atomic_file(path, "wb") as handle:
+        torch.save(state, handle)
+
+
+def read_resume_file(path, tag, fingerprint):
+    """A teacher's resume file at `path`, checked against this fit's inputs.
+
+    `tag` names the teacher's format (stored under "format"). An unreadable file, another
+    format, or a file made from other inputs is refused with a one-line OnPointError rather
+    than overwritten: it may hold a long run.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one-line error
+        fail(path, f"cannot read the resume file ({type(exc).__name__}: {exc}); delete it to start afresh")
+    if not isinstance(state, dict) or state.get("format") != tag:
+        fail(path, f"not a resume file of format {tag!r}; delete it to start afresh")
+    saved = state.get("fingerprint") or {}
+    differ = sorted(k for k in fingerprint.keys() | saved.keys() if saved.get(k) != fingerprint.get(k))
+    if differ:
+        fail(path, f"resume file ({tag}) was made from other inputs (differs in: {', '.join(differ)}); "
+                   "delete it to start afresh")
+    return state

@@ -58,8 +58,7 @@ from torch import nn
 
 from ..config import ParamsError
 from ..errors import OnPointError, fail
-from ..io import atomic_file
-from .base import TeacherVideo
+from .base import TeacherVideo, read_resume_file, write_resume_file
 from .proposals import cas_proposals, nms, reliable_proposals, threshold_grid, topk_video_scores
 
 FORMAT = "onpoint.hrpro-teacher/1"
@@ -452,23 +451,7 @@ class HRProTeacher:
                  "numpy_rng": copy.deepcopy(rng.bit_generator.state),
                  "torch_rng": torch.get_rng_state(),
                  "cuda_rng": [s.cpu() for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else []}
-        with atomic_file(path, "wb") as handle:
-            torch.save(state, handle)
-
-    def _load_resume(self, path, fingerprint):
-        """The resume file at `path`, checked against this fit's inputs; an OnPointError if stale."""
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one-line error
-            fail(path, f"cannot read the hrpro resume file ({type(exc).__name__}: {exc}); delete it to start afresh")
-        if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
-            fail(path, f"not an hrpro resume file of format {RESUME_FORMAT!r}; delete it to start afresh")
-        if state["fingerprint"] != fingerprint:
-            old = state["fingerprint"]
-            diff = sorted(k for k in set(old) | set(fingerprint) if old.get(k) != fingerprint.get(k))
-            fail(path, f"hrpro resume file was made from other inputs (differs in: {', '.join(diff)}); "
-                       "delete it to start afresh")
-        return state
+        write_resume_file(path, state)
 
     def fit(self, videos: list[TeacherVideo], log=None, progress=True, checkpoint=None,
             checkpoint_every=50) -> list[dict]:
@@ -504,7 +487,7 @@ class HRProTeacher:
                 raise OnPointError(f"hrpro teacher: checkpoint_every must be a positive integer, got {checkpoint_every!r}")
             checkpoint = Path(checkpoint)
             fingerprint = self._fingerprint(videos, points)
-            resume = self._load_resume(checkpoint, fingerprint) if checkpoint.exists() else None
+            resume = read_resume_file(checkpoint, RESUME_FORMAT, fingerprint) if checkpoint.exists() else None
         else:
             resume = None
         with _deterministic(), _seeded(cfg["seed"]):

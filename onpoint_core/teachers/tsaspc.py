@@ -46,9 +46,10 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..errors import fail
-from ..io import atomic_file
 from . import clustering
-from .base import segments_array
+from .base import read_resume_file, segments_array, write_resume_file
+
+RESUME_FORMAT = "onpoint.tsaspc-resume/1"
 
 IGNORE = clustering.IGNORE
 
@@ -336,7 +337,7 @@ class TSASPCTeacher:
         if path is not None and every < 1:
             fail(path, f"checkpoint_every must be at least 1, got {checkpoint_every}")
         fingerprint = self._fingerprint(videos) if path is not None else None
-        resume = self._read_resume(path, fingerprint) if path is not None and path.exists() else None
+        resume = read_resume_file(path, RESUME_FORMAT, fingerprint) if path is not None and path.exists() else None
         rng = np.random.default_rng(seed)
         opt = torch.optim.Adam(self.model.parameters(), lr=float(cfg["lr"]))
         history, done = [], 0
@@ -402,7 +403,7 @@ class TSASPCTeacher:
                        for key in ("left", "right", "labels", "owner")}
                  for vid, info in self._info.items()}
         state = {
-            "kind": "tsaspc-resume",
+            "format": RESUME_FORMAT,
             "fingerprint": fingerprint,
             "epoch": int(epoch),
             "history": copy.deepcopy(history),
@@ -414,23 +415,7 @@ class TSASPCTeacher:
             "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
             "numpy_rng": copy.deepcopy(rng.bit_generator.state),
         }
-        with atomic_file(path, "wb") as handle:
-            torch.save(state, handle)
-
-    def _read_resume(self, path, fingerprint):
-        """Load a resume file; refuse one that is unreadable or was written for other inputs."""
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one-line error
-            fail(path, f"unreadable TSASPC resume file ({type(exc).__name__}: {exc}); delete it to start afresh")
-        if not isinstance(state, dict) or state.get("kind") != "tsaspc-resume":
-            fail(path, "not a TSASPC resume file; delete it to start afresh")
-        saved = state.get("fingerprint") or {}
-        differ = sorted(k for k in fingerprint.keys() | saved.keys() if saved.get(k) != fingerprint.get(k))
-        if differ:
-            fail(path, f"resume file was written for other inputs (differs in: {', '.join(differ)}); "
-                       "delete it to start afresh")
-        return state
+        write_resume_file(path, state)
 
     def _restore(self, state, opt, rng):
         """Put the loop back where the resume file left it; returns (epochs done, history)."""
