@@ -109,13 +109,16 @@ def synth_command(annotations, out, points_csv, profile, params_path):
 @click.option("--subset", default="test", show_default=True)
 @click.option("--ambiguous", "ambiguous_path", type=click.Path(exists=True, dir_okay=False),
               help="Optional ambiguous segments (THUMOS'14): video_id, start, end.")
+@click.option("--classes", "classes_path", type=click.Path(exists=True, dir_okay=False),
+              help="Optional classes.json of the dataset folder: every GT and prediction label must be in it. "
+                   "Without it, at least one prediction label must occur in the GT.")
 @friendly_errors
-def evaluate_command(gt_path, pred_path, tiou, videos_path, subset, ambiguous_path):
+def evaluate_command(gt_path, pred_path, tiou, videos_path, subset, ambiguous_path, classes_path):
     """Score proposals against ground truth: mAP per tIoU, F1@0.5, AEDT. Prints JSON to stdout."""
     import pandas as pd
 
     from .errors import OnPointError
-    from .evaluation.detection import evaluate_detections, load_table
+    from .evaluation.detection import check_labels, evaluate_detections, load_class_list, load_table
 
     try:
         thresholds = [float(x) for x in tiou.split(",") if x.strip()]
@@ -125,6 +128,8 @@ def evaluate_command(gt_path, pred_path, tiou, videos_path, subset, ambiguous_pa
         raise OnPointError(f"--tiou: thresholds must lie in (0, 1], got {tiou!r}")
     gt = load_table(gt_path, "segments")
     pred = load_table(pred_path, "proposals")
+    classes = load_class_list(classes_path) if classes_path else None
+    check_labels(gt, pred, classes, gt_source=gt_path, pred_source=pred_path, classes_source=classes_path)
     videos = None
     if videos_path:
         try:
@@ -138,6 +143,14 @@ def evaluate_command(gt_path, pred_path, tiou, videos_path, subset, ambiguous_pa
     json.dump(result, sys.stdout, indent=2)
     sys.stdout.write("\n")
 
+
+def _register_stream():
+    from .online.stream_cli import stream_command
+
+    main.add_command(stream_command, "stream")
+
+
+_register_stream()
 
 if __name__ == "__main__":
     main()

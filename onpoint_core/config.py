@@ -20,7 +20,7 @@ from .errors import OnPointError
 TEACHERS = ("hrpro", "tsaspc")
 POINT_SOURCES = ("gaussian", "dataset")
 PROFILES = ("sparse", "dense")
-SHARED_SECTIONS = ("points", "hrpro", "tsaspc", "student")
+SHARED_SECTIONS = ("points", "hrpro", "tsaspc", "student", "online")
 IMPORTED_ROOT = "data/imported/"   # where imported datasets live; the dataset stage depends on it
 
 
@@ -176,5 +176,23 @@ def _check_teachers(cfg, path):
     st = cfg["student"]
     for field in ("d_model", "encoder_layers", "encoder_heads", "decoder_layers", "decoder_heads", "batch_size", "epochs"):
         _positive_int(st.get(field), path, f"student.{field}")
+    for field in ("ffn_dim", "lr_step", "train_stride", "processes"):
+        _positive_int(st.get(field), path, f"student.{field}")
     if st["d_model"] % st["encoder_heads"] or st["d_model"] % st["decoder_heads"]:
         _bad(path, "student.d_model", f"{st['d_model']} must be divisible by the encoder and decoder head counts")
+    if st["d_model"] % 4:
+        _bad(path, "student.d_model", f"{st['d_model']} must be divisible by 4 (the anticipation head uses D/4)")
+    from .student.variants import RUNS   # the run table lives with the student
+
+    if st.get("run") not in RUNS:
+        _bad(path, "student.run", f"unknown run {st.get('run')!r} (known: {', '.join(RUNS)})")
+    for field in ("alpha", "beta", "delta"):
+        value = (st.get("loss_weights") or {}).get(field)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            _bad(path, f"student.loss_weights.{field}", f"must be a number >= 0, got {value!r}")
+    on = cfg["online"]
+    for field in ("score_threshold", "nms_iou"):
+        value = on.get(field)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            _bad(path, f"online.{field}", f"must be in [0, 1], got {value!r}")
+    _positive_int(on.get("stream_batch"), path, "online.stream_batch")

@@ -42,7 +42,7 @@ def test_default_dataset_is_the_synthetic_benchmark_with_cpu_overrides(raw_param
     (lambda p: p["synthetic"]["sparse"].update(noise=-1), "synthetic.sparse.noise"),
     (lambda p: p["synthetic"]["sparse"].update(smoothness=1.0), "synthetic.sparse.smoothness"),
     (lambda p: p["synthetic"]["sparse"].update(video_seconds=[90, 30]), "synthetic.sparse.video_seconds"),
-    (lambda p: p["student"].update(d_model=1001), "student.d_model"),
+    (lambda p: p["student"].update(encoder_heads=7), "student.d_model"),
     (lambda p: p.update(dataset="thumos14") or p["datasets"]["thumos14"].update(source="/elsewhere/thumos"),
      "datasets.thumos14.source"),
 ])

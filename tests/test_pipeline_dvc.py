@@ -15,7 +15,8 @@ from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 # outputs of a run in the developer's checkout: the temp project makes its own
-GENERATED = ("metrics/", "dvc.lock", "data/dataset", "data/points", "data/teacher", "data/pseudo", "models/", "plots/")
+GENERATED = ("metrics/", "dvc.lock", "data/dataset", "data/points", "data/teacher", "data/pseudo", "data/online",
+             "models/", "plots/")
 
 
 def _run(args, cwd, env, check=True):
@@ -31,6 +32,8 @@ def _shrink(params):
     sparse.update(num_train_videos=10, num_test_videos=4, video_seconds=[40, 60])
     overrides = params["datasets"]["synthetic"]["overrides"]
     overrides.setdefault("hrpro", {}).update(iterations=3, videos_per_iteration=4)
+    overrides.setdefault("student", {}).update(d_model=32, ffn_dim=64, epochs=1, batch_size=16, train_stride=4)
+    params["online"]["stream_batch"] = 8
     return params
 
 
@@ -66,6 +69,12 @@ def test_repro_then_noop_then_experiment(project):
     points = json.loads((repo / "metrics" / "points.json").read_text())
     assert dataset["videos"]["test"] == 4 and dataset["instances"] > 0
     assert points["num_points"] > 0 and points["videos_without_points"] >= 0
+    student = json.loads((repo / "metrics" / "student_train.json").read_text())
+    online = json.loads((repo / "metrics" / "online_eval.json").read_text())
+    assert student["run"] == "onpoint" and student["final_cass"] is not None
+    assert online["run"] == "onpoint" and set(online["mAP"]) == {"0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7"}
+    assert online["teacher_offline"]["num_gt"] == online["num_gt"] > 0
+    assert (repo / "models" / "student.pt").exists() and (repo / "plots" / "online" / "precision_recall.png").exists()
 
     again = _dvc(repo, env, "repro")
     assert "Data and pipelines are up to date" in again.stdout
@@ -83,6 +92,13 @@ def test_repro_then_noop_then_experiment(project):
     assert len(experiment) == 1 and len(baseline) >= 1
     assert float(experiment[noise].iloc[0]) == 0.9 and float(baseline[noise].iloc[0]) == 0.4
     assert experiment[mean_points].notna().all()
+
+    # a run of the comparison is one parameter: only the student stages rerun
+    result = _dvc(repo, env, "exp", "run", "-S", "student.run=distillation_free", "-n", "dfree")
+    assert "Stage 'teacher_train' didn't change, skipping" in result.stdout
+    table = pd.read_csv(io.StringIO(_dvc(repo, env, "exp", "show", "--csv").stdout))
+    run_column = next(c for c in table.columns if c.endswith("online_eval.json:run"))
+    assert table.loc[table.Experiment == "dfree", run_column].iloc[0] == "distillation_free"
 
 
 def test_bad_param_stops_repro_with_the_key(project):

@@ -128,7 +128,10 @@ def _read_any(path, kind):
         return pd.read_parquet(path)
     if suffix in (".csv", ".tsv"):
         # video ids like "0001" must stay strings
-        return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype={"video_id": str})
+        frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype={"video_id": str})
+        if not len(frame):   # header only (nothing detected): no values to infer numeric columns from
+            frame = frame.astype({c: np.float64 for c in frame.columns if c in _NUMERIC})
+        return frame
     if suffix in (".jsonl", ".ndjson", ".json"):
         # parsed with json, not pd.read_json: pandas would guess types (video "0001" -> 1) and
         # turn `gen_time` (a *_time column) into a date
@@ -412,6 +415,26 @@ def _ambiguous_mask(pred, ambiguous, rule):
 
 # --------------------------------------------------------------------------- public evaluation
 
+def _select_tables(gt, pred, ambiguous, videos, ambiguous_rule):
+    """Checked tables restricted to `videos`, minus ambiguous predictions; (gt, pred, n dropped)."""
+    gt = _check_frame(gt, "segments", "ground truth table")
+    pred = _check_frame(pred, "proposals", "prediction table")
+    if videos is not None:
+        keep = {str(v) for v in videos}
+        gt = gt[gt["video_id"].astype(str).isin(keep)].reset_index(drop=True)
+        pred = pred[pred["video_id"].astype(str).isin(keep)].reset_index(drop=True)
+    ignored = 0
+    if ambiguous is not None:
+        ambiguous = _check_frame(ambiguous, "ambiguous", "ambiguous table")
+        drop = _ambiguous_mask(pred, ambiguous, ambiguous_rule)
+        ignored = int(drop.sum())
+        pred = pred[~drop].reset_index(drop=True)
+    if not len(gt):
+        fail("ground truth table", "no ground-truth segments to evaluate against"
+             + (" in the selected videos" if videos is not None else ""))
+    return gt, pred, ignored
+
+
 def evaluate_detections(gt, pred, tiou_thresholds=DEFAULT_TIOU_THRESHOLDS, ambiguous=None, videos=None,
                         ambiguous_rule="hrpro"):
     """mAP at each tIoU threshold, their averages, instance F1 and AEDT; a JSON-ready dict.
@@ -430,21 +453,7 @@ def evaluate_detections(gt, pred, tiou_thresholds=DEFAULT_TIOU_THRESHOLDS, ambig
       `pred` has no gen_time column or there is no true positive.
     """
     thresholds = _check_thresholds(tiou_thresholds)
-    gt = _check_frame(gt, "segments", "ground truth table")
-    pred = _check_frame(pred, "proposals", "prediction table")
-    if videos is not None:
-        keep = {str(v) for v in videos}
-        gt = gt[gt["video_id"].astype(str).isin(keep)].reset_index(drop=True)
-        pred = pred[pred["video_id"].astype(str).isin(keep)].reset_index(drop=True)
-    ignored = 0
-    if ambiguous is not None:
-        ambiguous = _check_frame(ambiguous, "ambiguous", "ambiguous table")
-        drop = _ambiguous_mask(pred, ambiguous, ambiguous_rule)
-        ignored = int(drop.sum())
-        pred = pred[~drop].reset_index(drop=True)
-    if not len(gt):
-        fail("ground truth table", "no ground-truth segments to evaluate against"
-             + (" in the selected videos" if videos is not None else ""))
+    gt, pred, ignored = _select_tables(gt, pred, ambiguous, videos, ambiguous_rule)
 
     half = np.isclose(thresholds, 0.5)
     all_thresholds = thresholds if half.any() else np.append(thresholds, 0.5)
@@ -481,6 +490,80 @@ def evaluate_detections(gt, pred, tiou_thresholds=DEFAULT_TIOU_THRESHOLDS, ambig
         "aedt": aedt,
     })
     return result
+
+
+def precision_recall_curves(gt, pred, tiou_thresholds=DEFAULT_TIOU_THRESHOLDS, ambiguous=None, videos=None,
+                            ambiguous_rule="hrpro"):
+    """All-class instance-level precision-recall curve per tIoU threshold, for the DVC PR plot.
+
+    Same matching as AP (score-greedy within each video and class); the predictions of all classes
+    are then pooled and the score threshold swept from the top: row r of a threshold is the
+    operating point that keeps the r + 1 best-scored predictions (ties: table order). Predictions
+    of a class without GT count as false positives, recall is over all GT segments, so each
+    curve's last row is evaluate_detections' precision_0.5 / recall_0.5 (as fractions) at 0.5.
+    `ambiguous`, `videos`, `ambiguous_rule`: as in evaluate_detections.
+    Returns a DataFrame with columns tiou, recall, precision (fractions in [0, 1]).
+    """
+    thresholds = _check_thresholds(tiou_thresholds)
+    gt, pred, _ = _select_tables(gt, pred, ambiguous, videos, ambiguous_rule)
+    enc, g, p = _prepare(gt, pred, "ground truth table", "prediction table")
+    tp, _ = _match_by_score(enc, g, p, thresholds)
+    pooled = np.lexsort((p["row"], -p["score"]))      # score order across classes, ties by table row
+    hits = np.cumsum(tp[:, pooled], axis=1)
+    kept = np.arange(1, len(pooled) + 1)
+    return pd.DataFrame({
+        "tiou": np.repeat(thresholds, len(pooled)),
+        "recall": (hits / len(gt)).reshape(-1),
+        "precision": (hits / kept).reshape(-1),
+    })
+
+
+# --------------------------------------------------------------------------- label checks
+
+def load_class_list(path):
+    """Class names from a classes.json ({"classes": [...]}, as in dataset folders) or a bare JSON list."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        fail(path, "file not found")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        fail(path, f"not a readable JSON class list ({type(exc).__name__})")
+    classes = data.get("classes") if isinstance(data, dict) else data
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, (str, int)) for c in classes):
+        fail(path, 'expected a non-empty JSON list of class names, or {"classes": [...]}')
+    return classes
+
+
+def check_labels(gt, pred, classes=None, gt_source="ground truth table", pred_source="prediction table",
+                 classes_source="class list"):
+    """Catch label mix-ups that would otherwise score a silent 0 mAP.
+
+    With `classes`: every GT and prediction label must be one of them (first offender named).
+    Without: when predictions exist, at least one of their labels must occur in the GT, else the
+    two tables almost surely name classes differently (e.g. indices in one, names in the other).
+    """
+    if classes is not None:
+        known = set(classes)
+        for frame, source in ((gt, gt_source), (pred, pred_source)):
+            unknown = ~frame["label"].isin(known).to_numpy()
+            if unknown.any():
+                row = int(np.flatnonzero(unknown)[0])
+                label = frame["label"].iloc[row]
+                label = label.item() if isinstance(label, np.generic) else label
+                hint = " (a class index? the class list holds names)" if not isinstance(label, str) else ""
+                fail(source, f"unknown label {label!r} in row {row}, not in the class list {classes_source}{hint}",
+                     frame["video_id"].iloc[row])
+        return
+    if not len(pred) or not len(gt):
+        return
+    gt_labels = [x.item() if isinstance(x, np.generic) else x for x in pd.unique(gt["label"])]
+    pred_labels = [x.item() if isinstance(x, np.generic) else x for x in pd.unique(pred["label"])]
+    if set(pred_labels).isdisjoint(gt_labels):
+        def sample(labels):
+            return ", ".join(repr(x) for x in labels[:3]) + (", ..." if len(labels) > 3 else "")
+        fail(pred_source, f"none of its labels ({sample(pred_labels)}) is a label of {gt_source} "
+                          f"({sample(gt_labels)}); are they class indices in one and names in the other?")
 
 
 def segment_quality(gt, segments, tiou_threshold=0.5):

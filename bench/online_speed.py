@@ -1,0 +1,129 @@
+"""Benchmark: streaming speed of the online student (steps per second), one stream and many batched.
+
+    python bench/online_speed.py [--config synthetic] [--config thumos] [--batch 64] [--seconds 4]
+                                 [--threads N] [--device cpu|cuda]
+
+For each configuration (random weights; speed does not depend on them) it times the whole
+streaming engine (ring buffer, one forward, decode, online NMS) for one stream and for `--batch`
+streams advancing together, and prints steps/s next to the model's FLOPs per step and the
+machine's matrix-multiply peak measured the same way (a large torch.matmul on the same device and
+threads), so steps/s x FLOPs/step reads as a fraction of what the hardware allows. Batched figures
+count stream-steps (64 streams x pushes). Speed is measured here, not in timed tests (shared
+machines make those flaky); the load average is printed because another process on the machine
+slows every figure.
+
+Configurations (METHOD.md 4, OAT's anchors 4..64 at W = 64):
+  synthetic  the synthetic profile student: D 128, FFN 512, 128-d two-stream features, C 10
+  thumos     the paper's THUMOS'14 student: D 1024, FFN 2048, 4096-d two-stream TSN features, C 20
+"""
+
+import os
+import time
+
+import click
+import numpy as np
+import torch
+
+from onpoint_core.online.engine import StreamingEngine
+from onpoint_core.student.model import (
+    OnlineStudent,
+    count_parameters,
+    flops_per_step,
+    model_config,
+)
+
+ANCHORS = [4, 8, 16, 32, 48, 64]
+CONFIGS = {
+    "synthetic": {"num_classes": 10, "feature_dim": 128, "d_model": 128, "ffn_dim": 512},
+    "thumos": {"num_classes": 20, "feature_dim": 4096, "d_model": 1024, "ffn_dim": 2048},
+}
+
+
+def build(name):
+    spec = CONFIGS[name]
+    student = {"d_model": spec["d_model"], "ffn_dim": spec["ffn_dim"], "encoder_layers": 3, "encoder_heads": 8,
+               "decoder_layers": 5, "decoder_heads": 4}
+    config = model_config(spec["num_classes"], spec["feature_dim"], 2, 64, ANCHORS, 16, student)
+    torch.manual_seed(0)
+    model = OnlineStudent(config).eval()
+    meta = {"config": config, "classes": [f"class{i}" for i in range(spec["num_classes"])],
+            "variant": {"inference": "instance"}}
+    return model, meta
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(run, device, seconds, min_reps=2):
+    """Repetitions per second of `run` after one warm-up call, over at least `seconds` and `min_reps`."""
+    run()
+    sync(device)
+    reps, began = 0, time.perf_counter()
+    while reps < min_reps or time.perf_counter() - began < seconds:
+        run()
+        reps += 1
+    sync(device)
+    return reps / (time.perf_counter() - began)
+
+
+def matmul_peak(device, dtype, seconds):
+    size = 4096 if device.type == "cuda" else 2048
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    per_second = timed(lambda: torch.matmul(a, b), device, seconds, min_reps=3)
+    return 2 * size ** 3 * per_second
+
+
+def stream_rate(model, meta, device, streams, seconds):
+    """Pushes per second of a StreamingEngine advancing `streams` streams together."""
+    engine = StreamingEngine(model, meta, device=device).start([4.0] * streams)
+    rng = np.random.default_rng(0)
+    steps = [torch.as_tensor(rng.normal(size=(streams, meta["config"]["feature_dim"])).astype(np.float32),
+                             device=device) for _ in range(8)]
+    counter = iter(range(10 ** 9))
+    return timed(lambda: engine.push_arrays(steps[next(counter) % len(steps)]), device, seconds)
+
+
+@click.command()
+@click.option("--config", "configs", multiple=True, type=click.Choice(list(CONFIGS)), default=list(CONFIGS),
+              show_default=True)
+@click.option("--batch", type=int, default=64, show_default=True, help="Streams advancing together.")
+@click.option("--seconds", type=float, default=4.0, show_default=True, help="Timing budget per measurement.")
+@click.option("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
+@click.option("--device", default=None, help="Default: cuda if available, else cpu.")
+def main(configs, batch, seconds, threads, device):
+    if threads:
+        torch.set_num_threads(threads)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{os.cpu_count()} CPU cores"
+    print(f"torch {torch.__version__} | {device} ({where}) | {torch.get_num_threads()} threads | "
+          f"load average {os.getloadavg()[0]:.2f} | mixed precision: {'float16' if device.type == 'cuda' else 'off'}")
+    peak32 = matmul_peak(device, torch.float32, seconds / 2)
+    print(f"matmul peak float32: {peak32 / 1e9:,.1f} GFLOP/s")
+    peak = peak32
+    if device.type == "cuda":    # the engine runs float16 autocast on CUDA: its own peak is the fair reference
+        peak = matmul_peak(device, torch.float16, seconds / 2)
+        print(f"matmul peak float16: {peak / 1e9:,.1f} GFLOP/s (the reference below)")
+    for name in configs:
+        model, meta = build(name)
+        model.to(device)
+        flops = flops_per_step(model)
+        print(f"\n{name}: {count_parameters(model) / 1e6:.2f} M parameters, {flops / 1e9:.3f} GFLOP per step "
+              f"(window {meta['config']['window']}, {len(ANCHORS)} anchors)")
+        for streams in (1, batch):
+            per_push = stream_rate(model, meta, device, streams, seconds)
+            steps = per_push * streams
+            share = steps * flops / peak
+            label = "1 stream  " if streams == 1 else f"{streams} streams"
+            extra = "" if streams == 1 else f" ({per_push:,.1f} steps/s per stream)"
+            print(f"  {label}: {steps:10,.1f} steps/s{extra} | {steps * flops / 1e9:9,.1f} GFLOP/s "
+                  f"= {100 * share:5.1f}% of the matmul peak")
+        del model
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""Anchor predictions -> candidate segments, vectorized over streams x anchors.
+
+Time conventions (shared by the whole `online` package):
+- a stream's step t (0-based) covers [t, t+1) / rate seconds, rate = n_steps / duration;
+- when step t arrives, "now" = t + 1 in step units = (t + 1) / rate seconds, and anything
+  emitted at step t has gen_time = now;
+- anchor j of length L_j steps spans [now - L_j, now) in step units (it ends at the current step).
+
+Candidates come out in seconds, start clipped to >= 0. A candidate whose end is <= 0 lies wholly
+before the stream began and is dropped (clipping its start would make start > end).
+The probabilities are computed on the model's device; only the per-anchor best class, its
+probability and the two regression numbers travel to the CPU, where times are computed in
+float64 so that one stream and many batched streams give the same numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass
+class Candidates:
+    """Flat arrays, one entry per candidate: which stream and anchor, action class, times in seconds."""
+
+    stream: np.ndarray   # int64
+    anchor: np.ndarray   # int64
+    label: np.ndarray    # int64, action class index (background excluded)
+    start: np.ndarray    # float64 seconds
+    end: np.ndarray      # float64 seconds
+    score: np.ndarray    # float64
+
+    def __len__(self):
+        return len(self.stream)
+
+    def take(self, index):
+        return Candidates(*(getattr(self, name)[index] for name in _FIELDS))
+
+    @classmethod
+    def empty(cls):
+        ints, floats = np.zeros(0, np.int64), np.zeros(0, np.float64)
+        return cls(ints, ints.copy(), ints.copy(), floats, floats.copy(), floats.copy())
+
+
+_FIELDS = ("stream", "anchor", "label", "start", "end", "score")
+
+
+def _best_action(logits):
+    """Per anchor: (probability, index) of the most likely action class under softmax over C+1."""
+    probs = torch.softmax(torch.as_tensor(logits).float(), dim=-1)[..., :-1]   # background is last
+    return probs.max(dim=-1)
+
+
+def _to_cpu(*tensors):
+    """One device->host transfer for several S x M float tensors -> float64 numpy arrays."""
+    stacked = torch.stack([t.float() for t in tensors], dim=-1).cpu().numpy().astype(np.float64)
+    return [stacked[..., i] for i in range(stacked.shape[-1])]
+
+
+def _finish(keep, label, start_steps, end_steps, score, rates):
+    """Select kept anchors, convert steps to seconds, clip the start, drop segments ending at <= 0."""
+    rows, cols = np.nonzero(keep)
+    rate = rates[rows]
+    start = np.maximum(start_steps[rows, cols] / rate, 0.0)
+    end = end_steps[rows, cols] / rate
+    valid = end > 0
+    return Candidates(rows[valid].astype(np.int64), cols[valid].astype(np.int64),
+                      label[rows, cols][valid].astype(np.int64), start[valid], end[valid],
+                      score[rows, cols][valid])
+
+
+def _prepare(anchors, now_steps, rates):
+    anchors = np.asarray(anchors, dtype=np.float64)
+    now_steps = np.asarray(now_steps, dtype=np.float64)
+    rates = np.asarray(rates, dtype=np.float64)
+    return anchors[None, :], now_steps[:, None], rates
+
+
+def decode_instances(class_logits, regression, anchors, now_steps, rates, score_threshold=0.1):
+    """OAT decode of the instance heads.
+
+    class_logits S x M x (C+1), regression S x M x 2 (z0, z1); anchors: M lengths in steps;
+    now_steps, rates: per stream (S). Per anchor the argmax action class is kept when its
+    softmax probability >= score_threshold; end = now + L*z0, length = L*exp(z1),
+    start = end - length (steps, then seconds); score = that probability.
+    """
+    score, label = _best_action(class_logits)
+    regression = torch.as_tensor(regression)
+    score, label, z0, z1 = _to_cpu(score, label, regression[..., 0], regression[..., 1])
+    lengths, now, rates = _prepare(anchors, now_steps, rates)
+    end_steps = now + lengths * z0
+    with np.errstate(over="ignore"):
+        start_steps = end_steps - lengths * np.exp(z1)
+    keep = score >= score_threshold
+    return _finish(keep, label, start_steps, end_steps, score, rates)
+
+
+def decode_points(point_logits, point_offset, anchors, now_steps, rates, score_threshold=0.1):
+    """Decode of the point heads (distillation-free run, METHOD.md 5).
+
+    point_logits S x M x (C+1), point_offset S x M. Per anchor the argmax action class is kept when
+    its probability > score_threshold (strict, as METHOD.md words it). The point head regresses the
+    unsigned distance d = |centre - point| / L (clamped >= 0); the segment is the anchor span
+    shifted toward the past by d*L: start = now - L - d*L, end = now - d*L. Toward the past because
+    the anchor ends at now, so the shifted segment is already complete and can be emitted now.
+    """
+    score, label = _best_action(point_logits)
+    score, label, offset = _to_cpu(score, label, torch.as_tensor(point_offset))
+    lengths, now, rates = _prepare(anchors, now_steps, rates)
+    shift = np.maximum(offset, 0.0) * lengths
+    end_steps = now - shift
+    start_steps = end_steps - lengths
+    keep = score > score_threshold
+    return _finish(keep, label, start_steps, end_steps, score, rates)
+
+
+def decode(outputs, mode, anchors, now_steps, rates, score_threshold=0.1):
+    """The one decode path: `mode` is the checkpoint's variant["inference"] ("instance" | "point")."""
+    if mode == "instance":
+        return decode_instances(outputs["class_logits"], outputs["regression"], anchors, now_steps, rates,
+                                score_threshold)
+    if mode == "point":
+        return decode_points(outputs["point_logits"], outputs["point_offset"], anchors, now_steps, rates,
+                             score_threshold)
+    raise ValueError(f"unknown inference mode {mode!r} (expected 'instance' or 'point')")

@@ -1,0 +1,111 @@
+"""What each run of the comparison may read to train the student, gathered in one place.
+
+POTAL runs read features, points, and the frozen teacher's cache (CAS and pseudo segments).
+Ground-truth segments of training videos are read here only for the fully supervised reference
+run (`Variant.reads_ground_truth`); tests/test_student_training.py shuffles them and checks that
+every other run's inputs stay identical.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import OnPointError
+from .targets import resample_cas
+
+
+@dataclass
+class StudentVideo:
+    """One training video on the student's step grid; times in seconds."""
+
+    video_id: str
+    features: np.ndarray                          # T x F float32
+    duration: float
+    segments: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))   # K x 2 seconds
+    segment_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    points: np.ndarray = field(default_factory=lambda: np.zeros(0))          # P seconds
+    point_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    teacher_cas: np.ndarray | None = None         # T x (C+1) on the student's steps
+
+    @property
+    def num_steps(self):
+        return len(self.features)
+
+    @property
+    def rate(self):
+        return self.num_steps / self.duration
+
+
+def _label_index(dataset, labels, source):
+    unknown = sorted(set(labels) - set(dataset.classes))
+    if unknown:
+        raise OnPointError(f"{source}: label {unknown[0]!r} is not a class of the dataset ({len(dataset.classes)} classes)")
+    return dataset.label_index(labels)
+
+
+def _by_video(table):
+    return {vid: group for vid, group in table.groupby("video_id", sort=False)} if len(table) else {}
+
+
+def read_pseudo_segments(path):
+    try:
+        table = pd.read_parquet(path)
+    except FileNotFoundError:
+        raise OnPointError(f"{path}: pseudo segments not found (run the pseudo_segments stage)") from None
+    except Exception as exc:
+        raise OnPointError(f"{path}: not a readable Parquet file ({exc.__class__.__name__})") from None
+    missing = {"video_id", "label", "start", "end"} - set(table.columns)
+    if missing:
+        raise OnPointError(f"{path}: missing columns {sorted(missing)}")
+    return table
+
+
+def read_teacher_cas(cache_dir, video_id):
+    path = Path(cache_dir) / "cas" / f"{video_id}.npy"
+    try:
+        return np.load(path)
+    except FileNotFoundError:
+        raise OnPointError(f"{path}: cached teacher CAS missing (run the teacher_cache stage)") from None
+    except ValueError as exc:
+        raise OnPointError(f"{path}: not a readable .npy file ({exc})") from None
+
+
+def student_videos(dataset, subsets, variant, points=None, pseudo=None, teacher_cache=None):
+    """StudentVideos of `subsets` with exactly the inputs `variant` trains on.
+
+    points: the points stage's table (needed when variant.points); pseudo: the pseudo-segment
+    table (variant.instance_targets == "pseudo"); teacher_cache: the teacher_cache folder
+    (variant.cass or variant.anticipation). Ground truth is read only for "gt" instance targets.
+    """
+    points_by = _by_video(points) if variant.points else {}
+    if variant.instance_targets == "pseudo":
+        segments_by = _by_video(pseudo)
+    elif variant.instance_targets == "gt":
+        segments_by = _by_video(dataset.segments)          # fully supervised reference only
+    else:
+        segments_by = {}
+    wants_cas = variant.cass or variant.anticipation
+    videos = []
+    for video_id in dataset.video_ids(*subsets):
+        features = np.asarray(dataset.features(video_id), dtype=np.float32)
+        video = StudentVideo(video_id, features, float(dataset.video(video_id)["duration"]))
+        group = segments_by.get(video_id)
+        if group is not None:
+            video.segments = group[["start", "end"]].to_numpy(np.float64)
+            video.segment_labels = _label_index(dataset, group.label, "segments table")
+        group = points_by.get(video_id)
+        if group is not None:
+            video.points = group["time"].to_numpy(np.float64)
+            video.point_labels = _label_index(dataset, group.label, "points table")
+        if wants_cas:
+            cas = read_teacher_cas(teacher_cache, video_id)
+            if cas.ndim != 2 or cas.shape[1] != dataset.num_classes + 1:
+                raise OnPointError(f"{teacher_cache}: CAS of video {video_id} has shape {cas.shape}, "
+                                   f"expected T x {dataset.num_classes + 1}")
+            video.teacher_cas = resample_cas(cas, len(cas), video.num_steps)
+        videos.append(video)
+    return videos

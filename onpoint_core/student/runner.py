@@ -1,0 +1,125 @@
+"""Glue the student_train stage calls: gather the run's inputs, train, save, summarise."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..teachers.runner import read_points
+from .checkpoint import save_student
+from .inputs import read_pseudo_segments, student_videos
+from .model import OnlineStudent, count_parameters, flops_per_step, model_config
+from .training import TERMS, train_student
+from .variants import variant as variant_named
+from .windows import WindowData
+
+TRAIN_SUBSETS = ("train",)        # `val` stays out of training (held out for selection and reporting)
+
+
+def pick_device(local_rank=None):
+    if torch.cuda.is_available():
+        return torch.device("cuda", local_rank or 0)
+    return torch.device("cpu")
+
+
+def loss_weights(cfg):
+    weights = dict(cfg["student"]["loss_weights"])
+    weights["gamma"] = float(cfg["data"]["gamma"])
+    return weights
+
+
+def build_model(cfg, dataset, variant):
+    data = cfg["data"]
+    config = model_config(dataset.num_classes, dataset.meta["feature_dim"], dataset.meta.get("streams", 1),
+                          data["window"], data["anchors"], data["anticipation"], cfg["student"],
+                          calibration=variant.calibration)
+    torch.manual_seed(int(cfg["student"]["seed"]))
+    return OnlineStudent(config)
+
+
+def gather_inputs(cfg, dataset, paths, subsets=TRAIN_SUBSETS):
+    """The StudentVideos of the run named by student.run, reading only what that run may read."""
+    variant = variant_named(cfg["student"]["run"])
+    points = read_points(paths["points"]) if variant.points else None
+    pseudo = read_pseudo_segments(paths["pseudo"]) if variant.instance_targets == "pseudo" else None
+    teacher_cache = paths["teacher_cache"] if (variant.cass or variant.anticipation) else None
+    return variant, student_videos(dataset, subsets, variant, points=points, pseudo=pseudo, teacher_cache=teacher_cache)
+
+
+def inputs_fingerprint(videos):
+    """A hash of everything the run trains on (features, segments, points, teacher CAS)."""
+    digest = hashlib.sha256()
+    for v in videos:
+        digest.update(v.video_id.encode())
+        for array in (v.features, v.segments, v.segment_labels, v.points, v.point_labels, v.teacher_cas):
+            if array is not None:
+                digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def train(cfg, dataset, paths, *, rank=0, world_size=1, device=None, progress=True, on_epoch=None, on_batch=None):
+    """Train the run's student; returns (model, variant, history, summary)."""
+    device = device or pick_device()
+    variant, videos = gather_inputs(cfg, dataset, paths)
+    data_cfg = cfg["data"]
+    windows = WindowData(videos, dataset.num_classes, data_cfg["window"], data_cfg["anchors"],
+                         data_cfg["anticipation"], device=device)
+    model = build_model(cfg, dataset, variant).to(device)
+    fingerprint = {"inputs": inputs_fingerprint(videos), "model": json.dumps(model.config, sort_keys=True),
+                   "student": json.dumps(cfg["student"], sort_keys=True, default=str),
+                   "gamma": float(data_cfg["gamma"]), "world_size": world_size}
+    began = time.perf_counter()
+    history, throughput = train_student(
+        model, windows, variant, cfg["student"], loss_weights(cfg), device, fingerprint=fingerprint,
+        resume_path=paths.get("resume"), checkpoint_every=int(cfg["student"].get("checkpoint_every", 200)),
+        progress=progress, rank=rank, world_size=world_size, on_epoch=on_epoch, on_batch=on_batch)
+    seconds = time.perf_counter() - began
+    last_epoch = [row for row in history if row["kind"] == "epoch"][-1]
+    summary = {
+        "run": cfg["student"]["run"],
+        "variant": variant.as_dict(),
+        "train_videos": len(videos),
+        "train_steps": len(windows),
+        "windows_per_epoch": len(windows) // int(cfg["student"].get("train_stride", 1)),
+        "epochs": int(cfg["student"]["epochs"]),
+        "final_loss": last_epoch["loss"],
+        **{f"final_{k}": last_epoch[k] for k in TERMS},
+        "windows_per_second": throughput["windows_per_second"],
+        "parameters": count_parameters(model),
+        "flops_per_step": flops_per_step(model),
+        "device": str(device),
+        "processes": world_size,
+        "seconds": round(seconds, 1),
+    }
+    return model, variant, history, summary
+
+
+def save(path, model, dataset, cfg, variant, summary):
+    rate = float(np.median(dataset.videos.n_steps / dataset.videos.duration))
+    save_student(path, model, dataset.classes, cfg["student"]["run"], variant.as_dict(), rate,
+                 extra={"dataset": cfg["dataset"], "final_loss": summary["final_loss"]})
+
+
+def curves(history):
+    """Per-epoch and per-batch loss curves as tables (one column per loss term)."""
+    frame = pd.DataFrame(history)
+    if frame.empty:
+        return frame, frame
+    frame["step"] = np.arange(1, len(frame) + 1)
+    epochs = frame[frame.kind == "epoch"].drop(columns=["kind", "batch", "step"])
+    batches = frame[frame.kind == "batch"].drop(columns=["kind"]).copy()
+    batches["step"] = np.arange(1, len(batches) + 1)
+    return epochs.dropna(axis=1, how="all"), batches.dropna(axis=1, how="all")
+
+
+def distributed_context():
+    """(rank, world_size, local_rank) from torchrun's environment; (0, 1, None) when not launched."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return 0, 1, None
+    return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))

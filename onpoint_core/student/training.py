@@ -1,0 +1,153 @@
+"""Student training loop: Adam + StepLR, seeded, resumable, optionally data-parallel (DDP).
+
+Determinism and resume: each epoch's sample order comes from a generator seeded by (seed, epoch),
+so a resumed run recomputes the order and skips the batches it already did; the resume file holds
+weights, optimiser, scheduler, RNG state and the loss history (plain types and tensors).
+
+Data parallel: with `world_size > 1` every rank builds the same WindowData, takes every
+world_size-th sample of the epoch's order, and runs batch_size / world_size windows per step;
+DDP averages the gradients, so all ranks hold identical weights. Rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+
+import torch
+from tqdm import tqdm
+
+from ..errors import OnPointError
+from ..io import atomic_file
+from .losses import total_loss
+
+TERMS = ("ins", "cass", "ant", "pnt")
+
+
+def _resume_key(fingerprint):
+    return {k: fingerprint[k] for k in sorted(fingerprint or {})}
+
+
+def save_resume(path, model, optimizer, scheduler, epoch, batch_in_epoch, history, fingerprint, sums=None):
+    model = getattr(model, "module", model)
+    payload = {
+        "sums": dict(sums or {}),
+        "fingerprint": _resume_key(fingerprint),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "epoch": int(epoch),
+        "batch": int(batch_in_epoch),
+        "history": list(history),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    with atomic_file(path, "wb") as handle:
+        torch.save(payload, handle)
+
+
+def load_resume(path, fingerprint):
+    """The resume payload if `path` exists and was made by the same data and params, else None."""
+    if path is None or not path.exists():
+        return None
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise OnPointError(f"{path}: unreadable resume file ({exc.__class__.__name__}); delete it to start over") from None
+    if payload.get("fingerprint") != _resume_key(fingerprint):
+        raise OnPointError(f"{path}: resume file from another run (different data or params); delete it to start over")
+    return payload
+
+
+def train_student(model, data, variant, cfg, weights, device, *, fingerprint=None, resume_path=None,
+                  checkpoint_every=200, progress=True, rank=0, world_size=1, on_epoch=None, on_batch=None):
+    """Train in place. cfg: the student params (batch_size, lr, weight_decay, epochs, lr_step,
+    lr_gamma, seed, train_stride). `on_epoch` / `on_batch` are called with each history row after
+    its resume save (rank 0). Returns (history rows, throughput dict)."""
+    batch_size = int(cfg["batch_size"])
+    if batch_size % world_size:
+        raise OnPointError(f"params.yaml: student.batch_size {batch_size} is not divisible by processes {world_size}")
+    per_rank = batch_size // world_size
+    epochs, stride, seed = int(cfg["epochs"]), int(cfg.get("train_stride", 1)), int(cfg["seed"])
+    core = model
+    if world_size > 1:
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
+    optimizer = torch.optim.Adam(core.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=int(cfg["lr_step"]), gamma=float(cfg["lr_gamma"]))
+    use_amp = device.type == "cuda"
+    active = {"ins": bool(variant.instance_targets), "cass": variant.cass, "ant": variant.anticipation,
+              "pnt": variant.points}
+    history, start_epoch, start_batch, resumed_sums = [], 0, 0, {}
+    resume = load_resume(resume_path, fingerprint) if resume_path is not None else None
+    if resume is not None:
+        core.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        history, start_epoch, start_batch = resume["history"], resume["epoch"], resume["batch"]
+        resumed_sums = resume.get("sums") or {}
+        torch.set_rng_state(resume["torch_rng"])
+        if resume["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(resume["cuda_rng"])
+        if rank == 0 and progress:
+            tqdm.write(f"resuming student training at epoch {start_epoch + 1}, batch {start_batch}")
+
+    model.train()
+    windows_done, seconds = 0, 0.0
+    for epoch in range(start_epoch, epochs):
+        order = data.epoch_samples(epoch, stride, seed)
+        order = order[:len(order) - len(order) % world_size]     # every rank runs the same number of batches
+        mine = order[rank::world_size]
+        num_batches = len(mine) // per_rank if len(mine) >= per_rank else 1
+        bar = tqdm(total=num_batches, initial=start_batch, desc=f"student epoch {epoch + 1}/{epochs}",
+                   disable=not progress or rank != 0, leave=False)
+        sums = {k: 0.0 for k in ("loss",) + TERMS}
+        counted = 0
+        if start_batch and resumed_sums:      # the interrupted epoch's batches before the resume still count
+            counted = int(resumed_sums.pop("counted"))
+            sums.update(resumed_sums)
+            resumed_sums = {}
+        for b in range(start_batch, num_batches):
+            tick = time.perf_counter()
+            batch = data.batch(mine[b * per_rank:(b + 1) * per_rank].to(data.features.device))
+            autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else nullcontext()
+            with autocast:
+                out = model(batch["windows"])
+            loss, terms = total_loss(out, batch, variant, weights)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            seconds += time.perf_counter() - tick
+            windows_done += len(batch["windows"]) * world_size
+            value = float(loss.detach())
+            if value != value:      # NaN
+                raise OnPointError(f"student training diverged (loss NaN) at epoch {epoch + 1}, batch {b}")
+            sums["loss"] += value
+            for k in TERMS:
+                sums[k] += terms[k] or 0.0
+            counted += 1
+            row = {"epoch": epoch + 1, "batch": b, "loss": value, **terms}
+            history.append({"kind": "batch", **row})      # every rank keeps it (the runner reads it)
+            bar.set_postfix(loss=f"{value:.3f}")
+            bar.update(1)
+            if rank == 0 and resume_path is not None and checkpoint_every and (b + 1) % checkpoint_every == 0 \
+                    and b + 1 < num_batches:
+                save_resume(resume_path, model, optimizer, scheduler, epoch, b + 1, history, fingerprint,
+                            sums={**sums, "counted": counted})
+            if on_batch is not None and rank == 0:
+                on_batch(row)
+        bar.close()
+        scheduler.step()
+        start_batch = 0
+        epoch_row = {"kind": "epoch", "epoch": epoch + 1, "batch": num_batches,
+                     "loss": sums["loss"] / max(counted, 1),
+                     **{k: (sums[k] / max(counted, 1) if active[k] else None) for k in TERMS}}
+        history.append(epoch_row)
+        if rank == 0:
+            if resume_path is not None:
+                save_resume(resume_path, model, optimizer, scheduler, epoch + 1, 0, history, fingerprint)
+            if on_epoch is not None:
+                on_epoch(epoch_row)
+    throughput = {"windows_per_second": windows_done / seconds if seconds else None,
+                  "windows_trained": int(windows_done), "train_seconds": seconds}
+    return history, throughput

@@ -1,0 +1,74 @@
+"""Stage `student_train`: distil the teacher into the online student (the run named by student.run).
+
+With `student.processes > 1` the stage relaunches itself under torchrun (DDP: gloo on CPU, NCCL on
+GPU); rank 0 writes the outputs.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import torch
+
+from onpoint_core.config import load_params
+from onpoint_core.data.dataset import load_dataset
+from onpoint_core.errors import friendly_errors
+from onpoint_core.io import atomic_file, write_json
+from onpoint_core.student import runner
+
+
+def _write_csv(path, frame):
+    with atomic_file(path) as handle:
+        frame.to_csv(handle, index=False)
+
+
+@click.command()
+@click.option("--params", "params_path", default="params.yaml", show_default=True)
+@click.option("--dataset", "dataset_dir", default="data/dataset", show_default=True)
+@click.option("--points", "points_path", default="data/points/points.parquet", show_default=True)
+@click.option("--pseudo", "pseudo_path", default="data/pseudo/pseudo_segments.parquet", show_default=True)
+@click.option("--teacher-cache", default="data/teacher", show_default=True)
+@click.option("--out", default="models/student.pt", show_default=True)
+@click.option("--metrics", default="metrics/student_train.json", show_default=True)
+@click.option("--epoch-curve", default="metrics/student_epochs.csv", show_default=True)
+@click.option("--batch-curve", default="metrics/student_loss.csv", show_default=True)
+@click.option("--resume-file", default="models/student.resume.pt", show_default=True,
+              help="Training state saved every few batches and after every epoch; a crashed run resumes from it.")
+@friendly_errors
+def main(params_path, dataset_dir, points_path, pseudo_path, teacher_cache, out, metrics, epoch_curve,
+         batch_curve, resume_file):
+    cfg = load_params(params_path)
+    processes = int(cfg["student"]["processes"])
+    rank, world_size, local_rank = runner.distributed_context()
+    if processes > 1 and world_size == 1:
+        # relaunch under torchrun; the children see RANK/WORLD_SIZE and train data-parallel
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+                   *sys.argv]
+        sys.exit(subprocess.call(command))
+    if world_size > 1:
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
+    dataset = load_dataset(dataset_dir, check_files=False)
+    paths = {"points": points_path, "pseudo": pseudo_path, "teacher_cache": teacher_cache,
+             "resume": Path(resume_file)}
+    model, variant, history, summary = runner.train(
+        cfg, dataset, paths, rank=rank, world_size=world_size, device=runner.pick_device(local_rank))
+    if rank == 0:
+        runner.save(out, model, dataset, cfg, variant, summary)
+        epochs, batches = runner.curves(history)
+        _write_csv(epoch_curve, epochs)
+        _write_csv(batch_curve, batches)
+        write_json(metrics, summary)
+        paths["resume"].unlink(missing_ok=True)
+        click.echo(f"student {summary['run']}: {summary['epochs']} epochs, final loss {summary['final_loss']:.4f}, "
+                   f"{summary['windows_per_second']:.0f} windows/s, {summary['parameters'] / 1e6:.2f}M parameters -> {out}")
+    if world_size > 1:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
