@@ -75,12 +75,17 @@ class InputProjection(nn.Module):
 
 
 class CalibratedDecoderLayer(nn.Module):
-    """Post-LN decoder layer whose cross-attention logits get an additive per-frame bias."""
+    """Post-LN decoder layer whose cross-attention logits get an additive per-frame bias.
 
-    def __init__(self, d_model, heads, ffn_dim, dropout, norm_first=False):
+    DETR-style positions: the anchor queries' learned positions are added to the queries and keys
+    of self-attention and to the cross-attention queries, and the window's sinusoidal positions to
+    the cross-attention keys, so a query can find "the last L_j steps" from the first update on.
+    (METHOD.md does not say where positions enter the decoder; this is our choice.)
+    """
+
+    def __init__(self, d_model, heads, ffn_dim, dropout):
         super().__init__()
         self.heads = heads
-        self.norm_first = norm_first
         self.self_attn = nn.MultiheadAttention(d_model, heads, dropout=dropout, batch_first=True)
         self.q = nn.Linear(d_model, d_model)
         self.k = nn.Linear(d_model, d_model)
@@ -109,10 +114,6 @@ class CalibratedDecoderLayer(nn.Module):
         return self.dropout(self.out(attended.transpose(1, 2).reshape(queries.shape)))
 
     def forward(self, queries, query_pos, memory, memory_pos, bias):
-        if self.norm_first:
-            queries = queries + self._self_attention(self.norms[0](queries), query_pos)
-            queries = queries + self._cross_attention(self.norms[1](queries), query_pos, memory, memory_pos, bias)
-            return queries + self.dropout(self.ffn(self.norms[2](queries)))
         queries = self.norms[0](queries + self._self_attention(queries, query_pos))
         queries = self.norms[1](queries + self._cross_attention(queries, query_pos, memory, memory_pos, bias))
         return self.norms[2](queries + self.dropout(self.ffn(queries)))
@@ -140,8 +141,7 @@ class OnlineStudent(nn.Module):
         self.register_buffer("positions", sinusoidal_positions(c["window"], d_model), persistent=False)
         self.position_dropout = nn.Dropout(c["position_dropout"])
         layer = nn.TransformerEncoderLayer(d_model, c["encoder_heads"], c["ffn_dim"], c["dropout"],
-                                           activation="gelu", batch_first=True,
-                                           norm_first=bool(c.get("norm_first", False)))
+                                           activation="gelu", batch_first=True, norm_first=False)
         self.encoder = nn.TransformerEncoder(layer, c["encoder_layers"], norm=nn.LayerNorm(d_model),
                                              enable_nested_tensor=False)
         self.cass = mlp(d_model, d_model, num_out)
@@ -151,9 +151,8 @@ class OnlineStudent(nn.Module):
         # per anchor (random init) tells the otherwise identical queries apart from the first step
         self.queries = nn.Parameter(torch.zeros(len(c["anchors"]), d_model))
         self.query_pos = nn.Parameter(torch.randn(len(c["anchors"]), d_model) * 0.1)
-        self.decoder_norm = nn.LayerNorm(d_model) if c.get("norm_first") else nn.Identity()
         self.decoder = nn.ModuleList([
-            CalibratedDecoderLayer(d_model, c["decoder_heads"], c["ffn_dim"], c["dropout"], bool(c.get("norm_first", False)))
+            CalibratedDecoderLayer(d_model, c["decoder_heads"], c["ffn_dim"], c["dropout"])
             for _ in range(c["decoder_layers"])
         ])
         self.classifier = mlp(d_model, d_model, num_out)
@@ -182,7 +181,6 @@ class OnlineStudent(nn.Module):
         query_pos = self.query_pos.unsqueeze(0)
         for layer in self.decoder:
             queries = layer(queries, query_pos, memory, self.positions, bias)
-        queries = self.decoder_norm(queries)
         out = {
             "cas": cas,
             "class_logits": self.classifier(queries),

@@ -1,0 +1,108 @@
+"""Training speed and memory of the student: windows/s, peak memory, parameters, FLOPs per step.
+
+    python bench/student_speed.py [--config synthetic --config thumos] [--batches 3] [--batch-size 128]
+
+Random windows and targets of the right shapes go through the real model, losses and optimiser
+(the OnPoint run: every loss term on), so the figure is the training step's cost, without data
+loading. `synthetic` is the default CPU profile of params.yaml (D 128, FFN 512, 128-d features,
+10 classes); `thumos` is the paper's configuration (D 1024, FFN 2048, two-stream 2 x 2048
+features, 20 classes, W 64, 6 anchors, batch 128). Peak memory is the process's maximum resident
+set size on the CPU (or torch's peak allocation on CUDA). Each config runs in a fresh process so
+peaks do not mix.
+"""
+
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import click
+import torch
+
+CONFIGS = {
+    "synthetic": dict(num_classes=10, feature_dim=128, d_model=128, ffn_dim=512),
+    "thumos": dict(num_classes=20, feature_dim=4096, d_model=1024, ffn_dim=2048),
+}
+WINDOW, ANCHORS, ANTICIPATION = 64, [4, 8, 16, 32, 48, 64], 16
+
+
+def measure(name, batches, batch_size):
+    from onpoint_core.student.losses import total_loss
+    from onpoint_core.student.model import OnlineStudent, count_parameters, flops_per_step, model_config
+    from onpoint_core.student.variants import RUNS
+
+    spec = CONFIGS[name]
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    student = {"d_model": spec["d_model"], "ffn_dim": spec["ffn_dim"], "encoder_layers": 3, "encoder_heads": 8,
+               "decoder_layers": 5, "decoder_heads": 4}
+    torch.manual_seed(0)
+    model = OnlineStudent(model_config(spec["num_classes"], spec["feature_dim"], 2, WINDOW, ANCHORS, ANTICIPATION,
+                                       student)).to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-4)
+    c, m = spec["num_classes"], len(ANCHORS)
+    batch = {
+        "windows": torch.randn(batch_size, WINDOW, spec["feature_dim"], device=device),
+        "cas": torch.rand(batch_size, WINDOW, c + 1, device=device),
+        "valid": torch.ones(batch_size, WINDOW, dtype=torch.bool, device=device),
+        "classes": torch.softmax(torch.randn(batch_size, m, c + 1, device=device), -1),
+        "regression": torch.randn(batch_size, m, 2, device=device),
+        "positive": torch.rand(batch_size, m, device=device) < 0.2,
+        "point_classes": torch.randint(0, c + 1, (batch_size, m), device=device),
+        "point_offset": torch.rand(batch_size, m, device=device),
+        "has_point": torch.rand(batch_size, m, device=device) < 0.3,
+        "future": (torch.rand(batch_size, c, device=device) < 0.1).float(),
+    }
+    weights = {"alpha": 1.0, "beta": 1.0, "gamma": 1.0, "delta": 1.0}
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+
+    def step():
+        with autocast:
+            out = model(batch["windows"])
+        loss, _ = total_loss(out, batch, RUNS["onpoint"], weights)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+
+    step()                                   # warm-up (allocations, kernel choice)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    began = time.perf_counter()
+    for _ in range(batches):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - began
+    peak = (torch.cuda.max_memory_allocated() if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    return {"config": name, "device": str(device), "threads": torch.get_num_threads(), "batch_size": batch_size,
+            "windows_per_second": batches * batch_size / seconds, "peak_memory_gib": peak / 2**30,
+            "parameters_millions": count_parameters(model) / 1e6,
+            "parameters_without_anticipation_millions": (count_parameters(model) - sum(
+                p.numel() for mod in (model.anticipation_frame, model.anticipation_head) for p in mod.parameters())) / 1e6,
+            "gflops_per_step_inference": flops_per_step(model) / 1e9}
+
+
+@click.command()
+@click.option("--config", "configs", multiple=True, type=click.Choice(sorted(CONFIGS)), default=["synthetic", "thumos"])
+@click.option("--batches", default=3, show_default=True, help="Timed training steps per config.")
+@click.option("--batch-size", default=128, show_default=True)
+@click.option("--child", hidden=True, default=None)
+def main(configs, batches, batch_size, child):
+    if child:
+        print(json.dumps(measure(child, batches, batch_size)))
+        return
+    for name in configs:
+        out = subprocess.run([sys.executable, __file__, "--child", name, "--batches", str(batches),
+                              "--batch-size", str(batch_size)], capture_output=True, text=True, check=True)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"{name:9s} {r['device']} ({r['threads']} threads), batch {r['batch_size']}: "
+              f"{r['windows_per_second']:.1f} training windows/s, peak memory {r['peak_memory_gib']:.2f} GiB, "
+              f"{r['parameters_millions']:.2f}M parameters ({r['parameters_without_anticipation_millions']:.2f}M "
+              f"without the training-only anticipation head), {r['gflops_per_step_inference']:.3f} GFLOPs "
+              f"per inference step (2 per multiply-add)")
+
+
+if __name__ == "__main__":
+    main()
