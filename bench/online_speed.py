@@ -13,7 +13,7 @@ machines make those flaky); the load average is printed because another process 
 slows every figure.
 
 Configurations (METHOD.md 4, OAT's anchors 4..64 at W = 64):
-  synthetic  the synthetic profile student: D 128, FFN 512, 128-d two-stream features, C 10
+  synthetic  the synthetic profile student of params.yaml, 128-d two-stream features, C 10
   thumos     the paper's THUMOS'14 student: D 1024, FFN 2048, 4096-d two-stream TSN features, C 20
 """
 
@@ -34,15 +34,20 @@ from onpoint_core.student.model import (
 
 ANCHORS = [4, 8, 16, 32, 48, 64]
 CONFIGS = {
-    "synthetic": {"num_classes": 10, "feature_dim": 128, "d_model": 128, "ffn_dim": 512},
+    "synthetic": {"num_classes": 10, "feature_dim": 128},
     "thumos": {"num_classes": 20, "feature_dim": 4096, "d_model": 1024, "ffn_dim": 2048},
 }
 
 
 def build(name):
     spec = CONFIGS[name]
-    student = {"d_model": spec["d_model"], "ffn_dim": spec["ffn_dim"], "encoder_layers": 3, "encoder_heads": 8,
-               "decoder_layers": 5, "decoder_heads": 4}
+    if name == "synthetic":       # the student sizes of params.yaml's synthetic profile
+        from onpoint_core.config import load_params
+
+        student = load_params("params.yaml", dataset="synthetic")["student"]
+    else:
+        student = {"d_model": spec["d_model"], "ffn_dim": spec["ffn_dim"], "encoder_layers": 3, "encoder_heads": 8,
+                   "decoder_layers": 5, "decoder_heads": 4}
     config = model_config(spec["num_classes"], spec["feature_dim"], 2, 64, ANCHORS, 16, student)
     torch.manual_seed(0)
     model = OnlineStudent(config).eval()

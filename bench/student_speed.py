@@ -4,8 +4,8 @@
 
 Random windows and targets of the right shapes go through the real model, losses and optimiser
 (the OnPoint run: every loss term on), so the figure is the training step's cost, without data
-loading. `synthetic` is the default CPU profile of params.yaml (D 128, FFN 512, 128-d features,
-10 classes); `thumos` is the paper's configuration (D 1024, FFN 2048, two-stream 2 x 2048
+loading. `synthetic` is the default CPU profile of params.yaml (its student section with the
+synthetic overrides; 128-d features, 10 classes); `thumos` is the paper's configuration (D 1024, FFN 2048, two-stream 2 x 2048
 features, 20 classes, W 64, 6 anchors, batch 128). Peak memory is the process's maximum resident
 set size on the CPU (or torch's peak allocation on CUDA). Each config runs in a fresh process so
 peaks do not mix.
@@ -20,9 +20,10 @@ import time
 import click
 import torch
 
+PAPER_LAYERS = {"encoder_layers": 3, "encoder_heads": 8, "decoder_layers": 5, "decoder_heads": 4}
 CONFIGS = {
-    "synthetic": dict(num_classes=10, feature_dim=128, d_model=128, ffn_dim=512),
-    "thumos": dict(num_classes=20, feature_dim=4096, d_model=1024, ffn_dim=2048),
+    "synthetic": dict(num_classes=10, feature_dim=128),        # student sizes: params.yaml's synthetic profile
+    "thumos": dict(num_classes=20, feature_dim=4096, d_model=1024, ffn_dim=2048, **PAPER_LAYERS),
 }
 WINDOW, ANCHORS, ANTICIPATION = 64, [4, 8, 16, 32, 48, 64], 16
 
@@ -34,8 +35,12 @@ def measure(name, batches, batch_size):
 
     spec = CONFIGS[name]
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    student = {"d_model": spec["d_model"], "ffn_dim": spec["ffn_dim"], "encoder_layers": 3, "encoder_heads": 8,
-               "decoder_layers": 5, "decoder_heads": 4}
+    if name == "synthetic":
+        from onpoint_core.config import load_params
+
+        student = load_params("params.yaml", dataset="synthetic")["student"]
+    else:
+        student = spec
     torch.manual_seed(0)
     model = OnlineStudent(model_config(spec["num_classes"], spec["feature_dim"], 2, WINDOW, ANCHORS, ANTICIPATION,
                                        student)).to(device)
