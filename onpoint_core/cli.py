@@ -1,4 +1,4 @@
-"""The `onpoint` console command: importers, the standalone evaluator, the synthetic generator."""
+"""The `onpoint` console command: importers, the synthetic generator, streaming, evaluation, the comparison report."""
 
 from __future__ import annotations
 
@@ -142,6 +142,34 @@ def evaluate_command(gt_path, pred_path, tiou, videos_path, subset, ambiguous_pa
     result = evaluate_detections(gt, pred, thresholds, ambiguous=ambiguous, videos=videos)
     json.dump(result, sys.stdout, indent=2)
     sys.stdout.write("\n")
+
+
+@main.command("report")
+@click.option("--repo", default=".", show_default=True, type=click.Path(exists=True, file_okay=False),
+              help="The DVC project whose experiments to compare.")
+@click.option("--out", default="reports/comparison.md", show_default=True, help="Markdown table.")
+@click.option("--png", default="reports/comparison.png", show_default=True, help="Bar chart of average mAP per run.")
+@friendly_errors
+def report_command(repo, out, png):
+    """Compare the DVC experiments (dvc exp show --json): Markdown table + bar chart, seeds averaged."""
+    import subprocess
+
+    from .errors import OnPointError
+    from .evaluation.report import bar_chart_png, experiment_rows, markdown, read_experiments, summarise
+    from .io import atomic_file
+
+    rows = experiment_rows(read_experiments(repo))
+    if not rows:
+        raise OnPointError(f"{repo}: no experiment has {'metrics/online_eval.json'} yet (run dvc repro or dvc exp run)")
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    header = (f"Produced by `onpoint report` from `dvc exp show` at commit {commit or 'unknown'}; "
+              f"{len(rows)} experiments. Mean ± sample standard deviation over seeds. The paper column is "
+              f"THUMOS'14 (METHOD.md 7), printed for orientation only.\n")
+    summary = summarise(rows)
+    with atomic_file(out) as handle:
+        handle.write(markdown(summary, header) + "\n")
+    bar_chart_png(png, summary)
+    click.echo(f"{len(rows)} experiments, {len(summary)} (dataset, run) rows -> {out}, {png}")
 
 
 def _register_stream():

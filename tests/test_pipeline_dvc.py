@@ -100,6 +100,17 @@ def test_repro_then_noop_then_experiment(project):
     run_column = next(c for c in table.columns if c.endswith("online_eval.json:run"))
     assert table.loc[table.Experiment == "dfree", run_column].iloc[0] == "distillation_free"
 
+    # the comparison report reads the experiments back: one row per run, the paper's numbers beside
+    report = _run([sys.executable, "-m", "onpoint_core.cli", "report"], repo, env)
+    assert "reports/comparison.md" in report.stdout
+    text = (repo / "reports" / "comparison.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    onpoint = [r for r in rows if r.startswith("| onpoint")]          # the baseline and the noise-0.9 run
+    dfree = [r for r in rows if r.startswith("| distillation_free")]
+    assert len(onpoint) == 2 and len(dfree) == 1
+    assert all("61.9 / 51.1" in r for r in onpoint) and "33.3 / 24.8" in dfree[0]
+    assert (repo / "reports" / "comparison.png").read_bytes().startswith(b"\x89PNG")
+
 
 def test_bad_param_stops_repro_with_the_key(project):
     repo, env = project

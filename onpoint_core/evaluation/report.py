@@ -1,0 +1,186 @@
+"""The comparison report: DVC experiments (`dvc exp show --json`) -> a Markdown table and a bar chart.
+
+Each experiment contributes one row: its dataset, `student.run`, `student.seed`, and the
+online_eval metrics. Rows of the same dataset and run (different seeds) are summarised as mean and
+spread (sample standard deviation), so a difference can be told from seed noise. The paper's
+THUMOS'14 numbers (METHOD.md 7) are printed beside ours for orientation only: a different dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from collections import defaultdict
+
+from ..errors import OnPointError
+
+ONLINE_METRICS = "metrics/online_eval.json"
+THRESHOLDS = ("0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7")
+RUN_ORDER = ("onpoint", "teacher_oat", "distillation_free", "fully_supervised",
+             "no_cass_anticipation", "no_calibration", "no_point_supervision")
+
+# METHOD.md 7, THUMOS'14: mAP at 0.1..0.5, avg 0.1:0.5, avg 0.1:0.7 (None: not reported)
+PAPER_THUMOS = {
+    "onpoint": ((73.6, 70.3, 63.9, 56.3, 45.2), 61.9, 51.1),
+    "teacher_oat": ((66.6, 63.7, 58.7, 49.3, 40.1), 55.7, 46.3),
+    "distillation_free": ((59.9, 45.8, 31.8, 18.4, 10.3), 33.3, 24.8),
+}
+PAPER_ABLATION_DROP = {"no_cass_anticipation": -4.4, "no_calibration": -2.0, "no_point_supervision": -3.5}
+
+
+def read_experiments(repo=".", dvc=None):
+    """`dvc exp show --json` of `repo` as parsed JSON (one-line error when DVC fails)."""
+    command = dvc or [sys.executable, "-m", "dvc"]
+    result = subprocess.run([*command, "exp", "show", "--json"], cwd=repo, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise OnPointError(f"dvc exp show failed in {repo}: {result.stderr.strip().splitlines()[-1:]}")
+    try:
+        return json.loads(result.stdout)
+    except json.JSONDecodeError:
+        raise OnPointError(f"dvc exp show in {repo} did not print JSON") from None
+
+
+def _walk(entries):
+    for entry in entries or []:
+        yield entry
+        for group in entry.get("experiments") or []:
+            yield from _walk(group.get("revs"))
+
+
+def experiment_rows(exp_show):
+    """One dict per experiment (and the baseline/workspace) that has online_eval metrics."""
+    rows, seen = [], set()
+    for entry in _walk(exp_show):
+        data = entry.get("data") or {}
+        metrics = ((data.get("metrics") or {}).get(ONLINE_METRICS) or {}).get("data")
+        params = ((data.get("params") or {}).get("params.yaml") or {}).get("data")
+        if not metrics or not params:
+            continue
+        name = entry.get("name") or entry.get("rev")
+        key = (name, entry.get("rev"))
+        if key in seen:
+            continue
+        seen.add(key)
+        student = params.get("student") or {}
+        others = json.loads(json.dumps(params, sort_keys=True, default=str))
+        (others.get("student") or {}).pop("seed", None)
+        rows.append({
+            "params_without_seed": json.dumps(others, sort_keys=True),
+            "params": json.dumps(params, sort_keys=True, default=str),
+            "experiment": name, "rev": str(data.get("rev") or entry.get("rev")),
+            "dataset": params.get("dataset"), "run": metrics.get("run") or student.get("run"),
+            "seed": student.get("seed"),
+            "mAP": {k: metrics.get("mAP", {}).get(k) for k in THRESHOLDS},
+            "avg_0.1_0.5": metrics.get("avg_0.1_0.5"), "avg_0.1_0.7": metrics.get("avg_0.1_0.7"),
+            "f1_0.5": metrics.get("f1_0.5"), "aedt": metrics.get("aedt"),
+            "steps_per_second": (metrics.get("speed") or {}).get("steps_per_second_batched"),
+            "teacher_avg_0.1_0.7": (metrics.get("teacher_offline") or {}).get("avg_0.1_0.7"),
+        })
+    return rows
+
+
+def _mean_spread(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, None
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def summarise(rows):
+    """Group experiments whose params differ only in student.seed: {(dataset, label): {metric: (mean, sd),
+    "seeds": [...]}}. The label is the run's name, plus the first experiment's name when experiments
+    of one run differ in other params too (e.g. a noise sweep)."""
+    groups = defaultdict(list)
+    for row in rows:
+        groups[(row["dataset"], row["run"], row["params_without_seed"])].append(row)
+    variants = defaultdict(int)
+    for dataset, run, _ in groups:
+        variants[(dataset, run)] += 1
+    out = {}
+    for (dataset, run, _), members in groups.items():
+        # identical params (the workspace and the commit it ran from): count once
+        unique = list({m["params"]: m for m in members}.values())
+        label = run if variants[(dataset, run)] == 1 else f"{run} ({sorted(m['experiment'] for m in unique)[0]})"
+        key = (dataset, label)
+        summary = {"seeds": sorted(m["seed"] for m in unique)}
+        for t in THRESHOLDS:
+            summary[t] = _mean_spread([m["mAP"][t] for m in unique])
+        for metric in ("avg_0.1_0.5", "avg_0.1_0.7", "f1_0.5", "aedt", "steps_per_second", "teacher_avg_0.1_0.7"):
+            summary[metric] = _mean_spread([m[metric] for m in unique])
+        out[key] = summary
+    return out
+
+
+def _base_run(label):
+    return label.split(" ")[0]
+
+
+def _ordered(labels):
+    return sorted(labels, key=lambda r: (RUN_ORDER.index(_base_run(r)) if _base_run(r) in RUN_ORDER else 99, r))
+
+
+def _cell(pair, digits=1):
+    mean, spread = pair
+    if mean is None:
+        return "n/a"
+    return f"{mean:.{digits}f}" if spread is None else f"{mean:.{digits}f} ± {spread:.{digits}f}"
+
+
+def markdown(summary, header=""):
+    """The comparison as Markdown: per dataset, our rows, then the paper's THUMOS'14 rows."""
+    lines = [header] if header else []
+    for dataset in sorted({d for d, _ in summary}):
+        runs = _ordered(r for d, r in summary if d == dataset)
+        lines += [f"### {dataset}", "",
+                  "| run | seeds | " + " | ".join(f"mAP@{t}" for t in THRESHOLDS)
+                  + " | avg 0.1:0.5 | avg 0.1:0.7 | F1@0.5 | AEDT (s) | steps/s | paper THUMOS'14 avg 0.1:0.5 / 0.1:0.7 |",
+                  "|---" * (len(THRESHOLDS) + 8) + "|"]
+        for run in runs:
+            s = summary[(dataset, run)]
+            paper = PAPER_THUMOS.get(_base_run(run))
+            if paper:
+                paper_cell = f"{paper[1]} / {paper[2]}"
+            elif _base_run(run) in PAPER_ABLATION_DROP:
+                paper_cell = f"avg {PAPER_ABLATION_DROP[_base_run(run)]:+.1f} vs OnPoint"
+            else:
+                paper_cell = ""
+            lines.append(f"| {run} | {len(s['seeds'])} | " + " | ".join(_cell(s[t]) for t in THRESHOLDS)
+                         + f" | {_cell(s['avg_0.1_0.5'])} | {_cell(s['avg_0.1_0.7'])} | {_cell(s['f1_0.5'])}"
+                         + f" | {_cell(s['aedt'], 2)} | {_cell(s['steps_per_second'], 0)} | {paper_cell} |")
+        teacher = [summary[(dataset, r)]["teacher_avg_0.1_0.7"][0] for r in runs]
+        teacher = [t for t in teacher if t is not None]
+        if teacher:
+            cells = ["offline teacher (sees whole videos)", ""] + [""] * (len(THRESHOLDS) + 1) + [f"{teacher[0]:.1f}"] + [""] * 4
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def bar_chart_png(path, summary):
+    """Average mAP (0.1:0.7) per run and dataset, with the seed spread as error bars."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from ..io import atomic_file
+
+    datasets = sorted({d for d, _ in summary})
+    figure = Figure(figsize=(8, 1.2 + 2.2 * max(len(datasets), 1)))
+    axes_list = figure.subplots(max(len(datasets), 1), 1, squeeze=False)[:, 0]
+    for axes, dataset in zip(axes_list, datasets):
+        runs = _ordered(r for d, r in summary if d == dataset)
+        means = [summary[(dataset, r)]["avg_0.1_0.7"][0] or 0.0 for r in runs]
+        spreads = [summary[(dataset, r)]["avg_0.1_0.7"][1] or 0.0 for r in runs]
+        axes.barh(range(len(runs)), means, xerr=spreads, color="tab:blue", capsize=3)
+        axes.set_yticks(range(len(runs)), runs, fontsize="small")
+        axes.invert_yaxis()
+        axes.set_title(dataset, fontsize="medium")
+        axes.set_xlabel("online mAP avg 0.1:0.7 (%)")
+    figure.tight_layout()
+    FigureCanvasAgg(figure)
+    with atomic_file(path, "wb") as handle:
+        figure.savefig(handle, format="png", dpi=100)

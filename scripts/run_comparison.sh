@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Queue every run of METHOD.md section 7 as a named DVC experiment, run the queue, write the report.
+#
+#   scripts/run_comparison.sh                       # both synthetic profiles, 3 seeds for the main rows
+#   DATASETS=synthetic SEEDS=52 scripts/run_comparison.sh     # one profile, one seed (quick look)
+#
+# Main rows (onpoint, teacher_oat, distillation_free) run once per seed; the reference and the
+# ablations once (seed 52). Experiments only re-run the stages whose inputs changed, so the
+# teacher of a profile is trained once. Afterwards: `dvc exp show` and reports/comparison.md.
+set -euo pipefail
+DATASETS=${DATASETS:-"synthetic synthetic_dense"}
+SEEDS=${SEEDS:-"52 53 54"}
+MAIN_RUNS="onpoint teacher_oat distillation_free"
+OTHER_RUNS="fully_supervised no_cass_anticipation no_calibration no_point_supervision"
+
+for dataset in $DATASETS; do
+  for run in $MAIN_RUNS; do
+    for seed in $SEEDS; do
+      dvc exp run --queue -S "dataset=$dataset" -S "student.run=$run" -S "student.seed=$seed" -n "$dataset-$run-s$seed"
+    done
+  done
+  for run in $OTHER_RUNS; do
+    dvc exp run --queue -S "dataset=$dataset" -S "student.run=$run" -n "$dataset-$run"
+  done
+done
+
+dvc queue start --jobs 1
+while dvc queue status | grep -Eq "Queued|Running"; do sleep 30; done
+dvc queue status
+onpoint report
