@@ -25,6 +25,7 @@ for dataset in $DATASETS; do
 done
 
 dvc queue start --jobs 1
-while dvc queue status | grep -Eq "Queued|Running"; do sleep 30; done
+sleep 10
+while status=$(dvc queue status) && grep -Eq "Queued|Running" <<<"$status"; do sleep 30; done
 dvc queue status
 onpoint report
