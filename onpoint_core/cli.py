@@ -149,8 +149,9 @@ def evaluate_command(gt_path, pred_path, tiou, videos_path, subset, ambiguous_pa
               help="The DVC project whose experiments to compare.")
 @click.option("--out", default="reports/comparison.md", show_default=True, help="Markdown table.")
 @click.option("--png", default="reports/comparison.png", show_default=True, help="Bar chart of average mAP per run.")
+@click.option("--all-commits", is_flag=True, help="Experiments of every commit, not only of the current one.")
 @friendly_errors
-def report_command(repo, out, png):
+def report_command(repo, out, png, all_commits):
     """Compare the DVC experiments (dvc exp show --json): Markdown table + bar chart, seeds averaged."""
     import subprocess
 
@@ -158,7 +159,7 @@ def report_command(repo, out, png):
     from .evaluation.report import bar_chart_png, experiment_rows, markdown, read_experiments, summarise
     from .io import atomic_file
 
-    rows = experiment_rows(read_experiments(repo))
+    rows = experiment_rows(read_experiments(repo, all_commits=all_commits))
     if not rows:
         raise OnPointError(f"{repo}: no experiment has {'metrics/online_eval.json'} yet (run dvc repro or dvc exp run)")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()

@@ -30,10 +30,12 @@ PAPER_THUMOS = {
 PAPER_ABLATION_DROP = {"no_cass_anticipation": -4.4, "no_calibration": -2.0, "no_point_supervision": -3.5}
 
 
-def read_experiments(repo=".", dvc=None):
-    """`dvc exp show --json` of `repo` as parsed JSON (one-line error when DVC fails)."""
+def read_experiments(repo=".", all_commits=False, dvc=None):
+    """`dvc exp show --json` of `repo` as parsed JSON (one-line error when DVC fails); experiments
+    of the current commit, or of every commit with `all_commits`."""
     command = dvc or [sys.executable, "-m", "dvc"]
-    result = subprocess.run([*command, "exp", "show", "--json"], cwd=repo, capture_output=True, text=True)
+    extra = ["--all-commits"] if all_commits else []
+    result = subprocess.run([*command, "exp", "show", "--json", *extra], cwd=repo, capture_output=True, text=True)
     if result.returncode != 0:
         raise OnPointError(f"dvc exp show failed in {repo}: {result.stderr.strip().splitlines()[-1:]}")
     try:
