@@ -1,4 +1,5 @@
-"""Atomic file and folder writes: a crash never leaves a half-written output behind."""
+"""Atomic file and folder writes (a crash never leaves a half-written output behind), and the
+checked read of a table another stage wrote."""
 
 from __future__ import annotations
 
@@ -93,3 +94,22 @@ def save_npy(path, array):
     """Save one array as .npy atomically."""
     with atomic_file(path, "wb") as handle:
         np.save(handle, array)
+
+
+def read_stage_table(path, columns, what):
+    """A Parquet table written by an earlier stage, with `columns` checked; one-line errors that
+    say which stage makes it (`what`, e.g. "points file ... the points stage")."""
+    import pandas as pd
+
+    from .errors import OnPointError
+
+    try:
+        table = pd.read_parquet(path)
+    except FileNotFoundError:
+        raise OnPointError(f"{path}: {what}") from None
+    except Exception as exc:  # pyarrow raises several types for a corrupt or foreign file
+        raise OnPointError(f"{path}: not a readable Parquet file ({exc.__class__.__name__})") from None
+    missing = set(columns) - set(table.columns)
+    if missing:
+        raise OnPointError(f"{path}: missing columns {sorted(missing)}")
+    return table

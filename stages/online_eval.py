@@ -3,6 +3,7 @@ time the engine, and score the offline teacher's detections beside it as the ref
 
 import click
 import pandas as pd
+import torch
 
 from onpoint_core.config import load_params
 from onpoint_core.data.dataset import load_dataset
@@ -13,6 +14,7 @@ from onpoint_core.io import atomic_dir, atomic_file, write_json, write_parquet
 from onpoint_core.online import runner
 from onpoint_core.student.checkpoint import load_student
 from onpoint_core.student.model import count_parameters, flops_per_step
+from onpoint_core.student.runner import pick_device
 
 PLOTTED_TIOUS = (0.3, 0.5, 0.7)
 CURVE_POINTS = 200          # per tIoU in the DVC plot file
@@ -42,7 +44,7 @@ def _thin(curves):
 def main(params_path, dataset_dir, model, teacher_detections, out, metrics, pr_curve, plots_dir, num_timelines):
     cfg = load_params(params_path)
     dataset = load_dataset(dataset_dir, check_files=False)
-    student, meta = load_student(model, device=runner.pick_device())
+    student, meta = load_student(model, device=pick_device())
     if list(meta["classes"]) != list(dataset.classes):
         raise click.ClickException(f"{model}: trained on classes {meta['classes']}, the dataset has {dataset.classes}")
     engine = runner.engine_for(student, meta, cfg["online"])
@@ -55,7 +57,7 @@ def main(params_path, dataset_dir, model, teacher_detections, out, metrics, pr_c
         "steps_per_second_batched": timing["steps_per_second_batched"],
         "stream_batch": timing["stream_batch"],
         "device": str(engine.device),
-        "threads": runner.thread_count(),
+        "threads": torch.get_num_threads(),
     }
     teacher = evaluate_detections(dataset.segments, load_table(teacher_detections, "proposals"),
                                   ambiguous=dataset.ambiguous, videos=dataset.video_ids(runner.EVAL_SUBSET))

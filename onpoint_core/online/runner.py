@@ -5,16 +5,11 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import torch
 
 from ..evaluation import evaluate_detections, precision_recall_curves
 from .engine import StreamingEngine, stream_videos
 
 EVAL_SUBSET = "test"
-
-
-def pick_device():
-    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
 def engine_for(model, meta, online_cfg):
@@ -65,7 +60,3 @@ def summary_metrics(result):
     keep = ("mAP", "average", "avg_0.1_0.5", "avg_0.3_0.7", "avg_0.1_0.7", "f1_0.5", "precision_0.5",
             "recall_0.5", "aedt", "num_gt", "num_pred")
     return {k: result[k] for k in keep if k in result}
-
-
-def thread_count():
-    return torch.get_num_threads()

@@ -9,12 +9,12 @@ every other run's inputs stay identical.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from ..errors import OnPointError
+from ..io import read_stage_table
+from ..teachers.runner import read_cached_cas
 from .targets import resample_cas
 
 
@@ -52,26 +52,8 @@ def _by_video(table):
 
 
 def read_pseudo_segments(path):
-    try:
-        table = pd.read_parquet(path)
-    except FileNotFoundError:
-        raise OnPointError(f"{path}: pseudo segments not found (run the pseudo_segments stage)") from None
-    except Exception as exc:
-        raise OnPointError(f"{path}: not a readable Parquet file ({exc.__class__.__name__})") from None
-    missing = {"video_id", "label", "start", "end"} - set(table.columns)
-    if missing:
-        raise OnPointError(f"{path}: missing columns {sorted(missing)}")
-    return table
-
-
-def read_teacher_cas(cache_dir, video_id):
-    path = Path(cache_dir) / "cas" / f"{video_id}.npy"
-    try:
-        return np.load(path)
-    except FileNotFoundError:
-        raise OnPointError(f"{path}: cached teacher CAS missing (run the teacher_cache stage)") from None
-    except ValueError as exc:
-        raise OnPointError(f"{path}: not a readable .npy file ({exc})") from None
+    return read_stage_table(path, ("video_id", "label", "start", "end"),
+                            "pseudo segments not found (run the pseudo_segments stage)")
 
 
 def student_videos(dataset, subsets, variant, points=None, pseudo=None, teacher_cache=None):
@@ -102,7 +84,7 @@ def student_videos(dataset, subsets, variant, points=None, pseudo=None, teacher_
             video.points = group["time"].to_numpy(np.float64)
             video.point_labels = _label_index(dataset, group.label, "points table")
         if wants_cas:
-            cas = read_teacher_cas(teacher_cache, video_id)
+            cas = read_cached_cas(teacher_cache, [video_id])[video_id]
             if cas.ndim != 2 or cas.shape[1] != dataset.num_classes + 1:
                 raise OnPointError(f"{teacher_cache}: CAS of video {video_id} has shape {cas.shape}, "
                                    f"expected T x {dataset.num_classes + 1}")

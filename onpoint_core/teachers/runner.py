@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from ..errors import OnPointError
 from ..evaluation import evaluate_detections, frame_accuracy, segment_quality
-from ..io import atomic_file
+from ..io import atomic_file, read_stage_table
 from .base import TeacherVideo
 from .hrpro import HRProTeacher
 from .proposals import topk_video_scores
@@ -90,16 +90,7 @@ def video_scores(teacher, cas):
 
 def read_points(path):
     """The points table of the points stage, checked for the columns the teachers need."""
-    try:
-        points = pd.read_parquet(path)
-    except FileNotFoundError:
-        raise OnPointError(f"{path}: points file not found (run the points stage)") from None
-    except Exception as exc:
-        raise OnPointError(f"{path}: not a readable Parquet file ({exc.__class__.__name__})") from None
-    missing = {"video_id", "label", "time"} - set(points.columns)
-    if missing:
-        raise OnPointError(f"{path}: missing columns {sorted(missing)}")
-    return points
+    return read_stage_table(path, ("video_id", "label", "time"), "points file not found (run the points stage)")
 
 
 def read_cached_cas(cache_dir, video_ids):
