@@ -150,8 +150,10 @@ def evaluate_command(gt_path, pred_path, tiou, videos_path, subset, ambiguous_pa
 @click.option("--out", default="reports/comparison.md", show_default=True, help="Markdown table.")
 @click.option("--png", default="reports/comparison.png", show_default=True, help="Bar chart of average mAP per run.")
 @click.option("--all-commits", is_flag=True, help="Experiments of every commit, not only of the current one.")
+@click.option("--dataset", "datasets", multiple=True,
+              help="Only experiments on this params.yaml dataset entry (repeatable); default: all.")
 @friendly_errors
-def report_command(repo, out, png, all_commits):
+def report_command(repo, out, png, all_commits, datasets):
     """Compare the DVC experiments (dvc exp show --json): Markdown table + bar chart, seeds averaged."""
     import subprocess
 
@@ -160,8 +162,11 @@ def report_command(repo, out, png, all_commits):
     from .io import atomic_file
 
     rows = experiment_rows(read_experiments(repo, all_commits=all_commits))
+    if datasets:
+        rows = [row for row in rows if row["dataset"] in datasets]
     if not rows:
-        raise OnPointError(f"{repo}: no experiment has {'metrics/online_eval.json'} yet (run dvc repro or dvc exp run)")
+        wanted = f" on {', '.join(datasets)}" if datasets else ""
+        raise OnPointError(f"{repo}: no experiment{wanted} has metrics/online_eval.json yet (run dvc repro or dvc exp run)")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
     header = (f"Produced by `onpoint report` from `dvc exp show` at commit {commit or 'unknown'}; "
               f"{len(rows)} experiments. Mean ± sample standard deviation over seeds. The paper column is "

@@ -186,7 +186,7 @@ def _check_teachers(cfg, path):
 
     if st.get("run") not in RUNS:
         _bad(path, "student.run", f"unknown run {st.get('run')!r} (known: {', '.join(RUNS)})")
-    for field in ("alpha", "beta", "delta"):
+    for field in ("alpha", "beta", "delta", "regression"):
         value = (st.get("loss_weights") or {}).get(field)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             _bad(path, f"student.loss_weights.{field}", f"must be a number >= 0, got {value!r}")

@@ -27,6 +27,12 @@ def test_default_dataset_is_the_synthetic_benchmark_with_cpu_overrides(raw_param
     # overrides apply to this dataset only; the paper value stays for real datasets
     assert cfg["hrpro"]["iterations"] != raw_params["hrpro"]["iterations"]
     assert load_params(dataset="thumos14")["hrpro"]["iterations"] == raw_params["hrpro"]["iterations"]
+    # nested override: only the L1 scale of L_ins changes, alpha/beta/delta stay the shared ones
+    weights = cfg["student"]["loss_weights"]
+    assert weights["regression"] < raw_params["student"]["loss_weights"]["regression"] == 1.0
+    assert {k: weights[k] for k in ("alpha", "beta", "delta")} == \
+        {k: raw_params["student"]["loss_weights"][k] for k in ("alpha", "beta", "delta")}
+    assert load_params(dataset="thumos14")["student"]["loss_weights"] == raw_params["student"]["loss_weights"]
 
 
 @pytest.mark.parametrize("edit, key", [
@@ -43,6 +49,10 @@ def test_default_dataset_is_the_synthetic_benchmark_with_cpu_overrides(raw_param
     (lambda p: p["synthetic"]["sparse"].update(smoothness=1.0), "synthetic.sparse.smoothness"),
     (lambda p: p["synthetic"]["sparse"].update(video_seconds=[90, 30]), "synthetic.sparse.video_seconds"),
     (lambda p: p["student"].update(encoder_heads=7), "student.d_model"),
+    (lambda p: p["datasets"]["synthetic"]["overrides"]["student"].pop("loss_weights")
+     and p["student"]["loss_weights"].update(regression=-0.1), "student.loss_weights.regression"),
+    (lambda p: p["datasets"]["synthetic"]["overrides"]["student"]["loss_weights"].update(regression="big"),
+     "student.loss_weights.regression"),
     (lambda p: p.update(dataset="thumos14") or p["datasets"]["thumos14"].update(source="/elsewhere/thumos"),
      "datasets.thumos14.source"),
 ])

@@ -110,6 +110,11 @@ def test_repro_then_noop_then_experiment(project):
     assert len(onpoint) == 2 and len(dfree) == 1
     assert all("61.9 / 51.1" in r for r in onpoint) and "33.3 / 24.8" in dfree[0]
     assert (repo / "reports" / "comparison.png").read_bytes().startswith(b"\x89PNG")
+    # a dataset filter that matches no experiment stops with one line naming the entry
+    none = _run([sys.executable, "-m", "onpoint_core.cli", "report", "--dataset", "synthetic_dense",
+                 "--out", "reports/dense.md", "--png", "reports/dense.png"], repo, env, check=False)
+    assert none.returncode != 0 and "no experiment on synthetic_dense" in none.stderr
+    assert not (repo / "reports" / "dense.md").exists()
 
 
 def test_bad_param_stops_repro_with_the_key(project):

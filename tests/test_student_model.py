@@ -299,3 +299,25 @@ def test_bad_checkpoints_fail_with_one_line(tmp_path):
     _one_line_error(mismatched, "weights do not fit")
 
     _one_line_error(tmp_path / "missing.pt", "not found")
+
+
+def test_instance_loss_by_hand_with_a_regression_scale():
+    from onpoint_core.student.losses import total_loss
+
+    # 1 window, 2 anchors, 1 action class + background; anchor 0 positive, anchor 1 background
+    out = {"class_logits": torch.tensor([[[0.0, 0.0], [math.log(3.0), 0.0]]]),
+           "regression": torch.tensor([[[1.0, -1.0], [5.0, 5.0]]])}
+    batch = {"classes": torch.tensor([[[1.0, 0.0], [0.0, 1.0]]]),
+             "regression": torch.tensor([[[0.5, 0.0], [0.0, 0.0]]]),
+             "positive": torch.tensor([[True, False]])}
+    # CE: anchor 0 -log(1/2), anchor 1 -log(1/4), mean over anchors; L1 over the positive
+    # anchor's two coordinates: (|1 - 0.5| + |-1 - 0|) / 2 = 0.75 (anchor 1's 5s never count)
+    ce = (math.log(2.0) + math.log(4.0)) / 2
+    weights = {"alpha": 2.0, "beta": 1.0, "gamma": 1.0, "delta": 1.0}
+    for scale, expected in ((None, ce + 0.75), (0.1, ce + 0.075), (0.0, ce)):
+        if scale is not None:
+            weights["regression"] = scale
+        total, terms = total_loss(out, batch, RUNS["teacher_oat"], weights)
+        assert terms["ins"] == pytest.approx(expected, rel=1e-6)
+        assert float(total) == pytest.approx(2.0 * expected, rel=1e-6)
+        assert terms["cass"] is None and terms["ant"] is None and terms["pnt"] is None

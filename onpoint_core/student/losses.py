@@ -10,16 +10,17 @@ import torch
 import torch.nn.functional as F
 
 
-def instance_loss(out, batch):
-    """Soft-target cross-entropy over all anchors + L1 of (z0, z1) on positive anchors."""
+def instance_loss(out, batch, regression_weight=1.0):
+    """Soft-target cross-entropy over all anchors + L1 of (z0, z1) on positive anchors (averaged
+    over the positive anchors' coordinates, as OAT does), the L1 scaled by `regression_weight`."""
     log_prob = F.log_softmax(out["class_logits"].float(), dim=-1)
     ce = -(batch["classes"] * log_prob).sum(-1).mean()
     positive = batch["positive"]
     if positive.any():
-        l1 = (out["regression"].float()[positive] - batch["regression"][positive]).abs().sum(-1).mean()
+        l1 = (out["regression"].float()[positive] - batch["regression"][positive]).abs().mean()
     else:
         l1 = out["regression"].sum() * 0.0
-    return ce + l1
+    return ce + regression_weight * l1
 
 
 def cass_loss(out, batch):
@@ -50,9 +51,10 @@ def point_loss(out, batch):
 
 
 def total_loss(out, batch, variant, weights):
-    """(weighted total, {term: float or None}); weights: alpha, beta, gamma, delta."""
+    """(weighted total, {term: float or None}); weights: alpha, beta, gamma, delta and the L1 scale
+    `regression` inside L_ins (1 when absent)."""
     terms = {
-        "ins": instance_loss(out, batch) if variant.instance_targets else None,
+        "ins": instance_loss(out, batch, weights.get("regression", 1.0)) if variant.instance_targets else None,
         "cass": cass_loss(out, batch) if variant.cass else None,
         "ant": anticipation_loss(out, batch) if variant.anticipation else None,
         "pnt": point_loss(out, batch) if variant.points else None,

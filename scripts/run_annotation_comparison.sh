@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Annotation-driven comparison (opt-in): the main runs on synthetic features laid along the real
+# THUMOS'14 and EGTEA (split 1) annotations, so the benchmark has the real datasets' timing.
+#
+#   SHARED=../shared/data scripts/run_annotation_comparison.sh
+#   DATASETS=thumos14_synth RUNS="onpoint distillation_free" scripts/run_annotation_comparison.sh
+#
+# Needs the public annotation files (THUMOS'14 gt_full.json + point_gaussian.csv, EGTEA
+# egtea_annotations_split1.json) under $SHARED; they are not part of the repository. Features are
+# written to data/imported/<entry> (params.yaml: thumos14_synth, egtea_synth). The runs are workspace
+# experiments (`dvc exp run` without --queue: queued runs see only git-tracked files, and the
+# synthesized features are not tracked); the committed params.yaml and outputs are restored at the end.
+# Writes reports/annotation_comparison.md and .png.
+set -euo pipefail
+SHARED=${SHARED:-../shared/data}
+DATASETS=${DATASETS:-"thumos14_synth egtea_synth"}
+RUNS=${RUNS:-"onpoint teacher_oat distillation_free"}
+SEED=${SEED:-52}
+
+need() { [ -f "$1" ] || { echo "run_annotation_comparison.sh: $1 not found (set SHARED to the folder holding thumos14/ and egtea/)" >&2; exit 2; }; }
+for dataset in $DATASETS; do
+  case $dataset in
+    thumos14_synth)
+      need "$SHARED/thumos14/gt_full.json"; need "$SHARED/thumos14/point_gaussian.csv"
+      [ -f data/imported/thumos14_synth/meta.json ] || onpoint synth "$SHARED/thumos14/gt_full.json" \
+          data/imported/thumos14_synth --points "$SHARED/thumos14/point_gaussian.csv" --profile sparse ;;
+    egtea_synth)
+      need "$SHARED/egtea/egtea_annotations_split1.json"
+      [ -f data/imported/egtea_synth/meta.json ] || onpoint synth "$SHARED/egtea/egtea_annotations_split1.json" \
+          data/imported/egtea_synth --profile dense ;;
+    *) echo "run_annotation_comparison.sh: unknown dataset entry $dataset (thumos14_synth, egtea_synth)" >&2; exit 2 ;;
+  esac
+done
+
+restore() { git checkout -- params.yaml dvc.lock && dvc checkout --quiet || true; }
+trap restore EXIT
+for dataset in $DATASETS; do
+  for run in $RUNS; do
+    dvc exp run -S "dataset=$dataset" -S "student.run=$run" -S "student.seed=$SEED" -n "$dataset-$run-s$SEED"
+  done
+done
+restore
+trap - EXIT
+onpoint report $(printf -- '--dataset %s ' $DATASETS) --out reports/annotation_comparison.md \
+  --png reports/annotation_comparison.png
