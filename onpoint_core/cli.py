@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -152,13 +153,23 @@ def evaluate_command(gt_path, pred_path, tiou, videos_path, subset, ambiguous_pa
 @click.option("--all-commits", is_flag=True, help="Experiments of every commit, not only of the current one.")
 @click.option("--dataset", "datasets", multiple=True,
               help="Only experiments on this params.yaml dataset entry (repeatable); default: all.")
+@click.option("--readme", type=click.Path(exists=True, dir_okay=False),
+              help="Also write the table into this file, between <!-- BLOCK:start --> and <!-- BLOCK:end -->.")
+@click.option("--block", default="comparison", show_default=True, help="Marker name for --readme.")
 @friendly_errors
-def report_command(repo, out, png, all_commits, datasets):
+def report_command(repo, out, png, all_commits, datasets, readme, block):
     """Compare the DVC experiments (dvc exp show --json): Markdown table + bar chart, seeds averaged."""
     import subprocess
 
     from .errors import OnPointError
-    from .evaluation.report import bar_chart_png, experiment_rows, markdown, read_experiments, summarise
+    from .evaluation.report import (
+        bar_chart_png,
+        experiment_rows,
+        markdown,
+        read_experiments,
+        replace_block,
+        summarise,
+    )
     from .io import atomic_file
 
     rows = experiment_rows(read_experiments(repo, all_commits=all_commits))
@@ -172,9 +183,17 @@ def report_command(repo, out, png, all_commits, datasets):
               f"{len(rows)} experiments. Mean ± sample standard deviation over seeds. The paper column is "
               f"THUMOS'14 (METHOD.md 7), printed for orientation only.\n")
     summary = summarise(rows)
+    table = markdown(summary, header)
+    if readme:
+        updated = replace_block(Path(readme).read_text(), block, table)
+        if updated is None:
+            raise OnPointError(f"{readme}: no <!-- {block}:start --> ... <!-- {block}:end --> markers to write the table between")
     with atomic_file(out) as handle:
-        handle.write(markdown(summary, header) + "\n")
+        handle.write(table + "\n")
     bar_chart_png(png, summary)
+    if readme:
+        with atomic_file(readme) as handle:
+            handle.write(updated)
     click.echo(f"{len(rows)} experiments, {len(summary)} (dataset, run) rows -> {out}, {png}")
 
 

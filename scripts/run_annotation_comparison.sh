@@ -9,8 +9,10 @@
 # egtea_annotations_split1.json) under $SHARED; they are not part of the repository. Features are
 # written to data/imported/<entry> (params.yaml: thumos14_synth, egtea_synth). The runs are workspace
 # experiments (`dvc exp run` without --queue: queued runs see only git-tracked files, and the
-# synthesized features are not tracked); the committed params.yaml and outputs are restored at the end.
-# Writes reports/annotation_comparison.md and .png.
+# synthesized features are not tracked); at the end the committed params.yaml, dvc.lock, metrics/
+# and plots/ are restored (uncommitted edits to them are lost) and `dvc checkout` brings back the
+# committed run's outputs.
+# Writes reports/annotation_comparison.md and .png, and the README's annotation_comparison block.
 set -euo pipefail
 SHARED=${SHARED:-../shared/data}
 DATASETS=${DATASETS:-"thumos14_synth egtea_synth"}
@@ -32,7 +34,7 @@ for dataset in $DATASETS; do
   esac
 done
 
-restore() { git checkout -- params.yaml dvc.lock && dvc checkout --quiet || true; }
+restore() { git checkout -- params.yaml dvc.lock metrics plots && dvc checkout --quiet || true; }
 trap restore EXIT
 for dataset in $DATASETS; do
   for run in $RUNS; do
@@ -42,4 +44,4 @@ done
 restore
 trap - EXIT
 onpoint report $(printf -- '--dataset %s ' $DATASETS) --out reports/annotation_comparison.md \
-  --png reports/annotation_comparison.png
+  --png reports/annotation_comparison.png --readme README.md --block annotation_comparison

@@ -6,7 +6,8 @@
 #
 # Main rows (onpoint, teacher_oat, distillation_free) run once per seed; the reference and the
 # ablations once (seed 52). Experiments only re-run the stages whose inputs changed, so the
-# teacher of a profile is trained once. Afterwards: `dvc exp show` and reports/comparison.md.
+# teacher of a profile is trained once. Afterwards: `dvc exp show`, reports/comparison.md and the
+# README block between the comparison markers.
 set -euo pipefail
 DATASETS=${DATASETS:-"synthetic synthetic_dense"}
 SEEDS=${SEEDS:-"52 53 54"}
@@ -28,4 +29,4 @@ dvc queue start --jobs 1
 sleep 10
 while status=$(dvc queue status) && grep -Eq "Queued|Running" <<<"$status"; do sleep 30; done
 dvc queue status
-onpoint report
+onpoint report --readme README.md      # reports/comparison.md + .png, and the README block

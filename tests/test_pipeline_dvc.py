@@ -110,6 +110,17 @@ def test_repro_then_noop_then_experiment(project):
     assert len(onpoint) == 2 and len(dfree) == 1
     assert all("61.9 / 51.1" in r for r in onpoint) and "33.3 / 24.8" in dfree[0]
     assert (repo / "reports" / "comparison.png").read_bytes().startswith(b"\x89PNG")
+    # --readme writes the same table between the markers of a document and keeps the rest
+    (repo / "notes.md").write_text("# Notes\n\nbefore\n<!-- comparison:start -->\nold table\n<!-- comparison:end -->\nafter\n")
+    _run([sys.executable, "-m", "onpoint_core.cli", "report", "--readme", "notes.md"], repo, env)
+    notes = (repo / "notes.md").read_text()
+    inside = notes.split("<!-- comparison:start -->\n")[1].split("<!-- comparison:end -->")[0]
+    assert "old table" not in notes and notes.startswith("# Notes\n\nbefore\n") and notes.endswith("after\n")
+    assert inside.strip() == text.strip()
+    (repo / "plain.md").write_text("no markers here\n")
+    unmarked = _run([sys.executable, "-m", "onpoint_core.cli", "report", "--readme", "plain.md"], repo, env, check=False)
+    assert unmarked.returncode != 0 and "plain.md: no <!-- comparison:start -->" in unmarked.stderr
+    assert (repo / "plain.md").read_text() == "no markers here\n"
     # a dataset filter that matches no experiment stops with one line naming the entry
     none = _run([sys.executable, "-m", "onpoint_core.cli", "report", "--dataset", "synthetic_dense",
                  "--out", "reports/dense.md", "--png", "reports/dense.png"], repo, env, check=False)

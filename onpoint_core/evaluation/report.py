@@ -163,6 +163,16 @@ def markdown(summary, header=""):
     return "\n".join(lines)
 
 
+def replace_block(text, name, content):
+    """`text` with the lines between `<!-- NAME:start -->` and `<!-- NAME:end -->` replaced by
+    `content` (the markers stay); None when the markers are missing or out of order."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    i, j = text.find(start), text.find(end)
+    if i < 0 or j < i:
+        return None
+    return text[:i + len(start)] + "\n" + content.strip("\n") + "\n" + text[j:]
+
+
 def bar_chart_png(path, summary):
     """Average mAP (0.1:0.7) per run and dataset, with the seed spread as error bars."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
