@@ -180,8 +180,9 @@ def report_command(repo, out, png, all_commits, datasets, readme, block):
         raise OnPointError(f"{repo}: no experiment{wanted} has metrics/online_eval.json yet (run dvc repro or dvc exp run)")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
     header = (f"Produced by `onpoint report` from `dvc exp show` at commit {commit or 'unknown'}; "
-              f"{len(rows)} experiments. Mean ± sample standard deviation over seeds. The paper column is "
-              f"THUMOS'14 (METHOD.md 7), printed for orientation only.\n")
+              f"{len(rows)} experiments, each params.yaml of that commit with `dataset`, `student.run` and "
+              f"`student.seed` set (`dvc exp show` lists all their params). Mean ± sample standard deviation "
+              f"over seeds. The paper column is THUMOS'14 (METHOD.md 7), printed for orientation only.\n")
     summary = summarise(rows)
     table = markdown(summary, header)
     if readme:
