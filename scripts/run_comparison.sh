@@ -27,6 +27,13 @@ done
 
 dvc queue start --jobs 1
 sleep 10
-while status=$(dvc queue status) && grep -Eq "Queued|Running" <<<"$status"; do sleep 30; done
+while status=$(dvc queue status) && grep -Eq "Queued|Running" <<<"$status"; do
+  # the queue's worker can exit with tasks left (a broker read race in celery's filesystem
+  # transport was seen here): start a new one when nothing runs and no worker is alive
+  if grep -q "0 active, 0 idle" <<<"$status" && ! grep -q "Running" <<<"$status"; then
+    dvc queue start --jobs 1
+  fi
+  sleep 30
+done
 dvc queue status
 onpoint report --readme README.md      # reports/comparison.md + .png, and the README block
