@@ -44,21 +44,31 @@ def read_experiments(repo=".", all_commits=False, dvc=None):
         raise OnPointError(f"dvc exp show in {repo} did not print JSON") from None
 
 
-def _walk(entries):
+def _walk(entries, state=None):
+    """(entry, executor state) for every commit and experiment; the state is None for commits and
+    for experiments run in the workspace, else queued / running / success / failed."""
     for entry in entries or []:
-        yield entry
+        yield entry, state
         for group in entry.get("experiments") or []:
-            yield from _walk(group.get("revs"))
+            yield from _walk(group.get("revs"), (group.get("executor") or {}).get("state"))
 
 
 def experiment_rows(exp_show):
-    """One dict per experiment (and the baseline/workspace) that has online_eval metrics."""
+    """One dict per finished experiment (and the baseline/workspace) that has online_eval metrics.
+
+    A queued, running or failed experiment is skipped: its commit still holds the metrics files of
+    the commit it started from (they are tracked by git), which would pass for its own results. For
+    the same reason a row whose metrics name another run than its params is skipped."""
     rows, seen = [], set()
-    for entry in _walk(exp_show):
+    for entry, state in _walk(exp_show):
+        if state not in (None, "success"):
+            continue
         data = entry.get("data") or {}
         metrics = ((data.get("metrics") or {}).get(ONLINE_METRICS) or {}).get("data")
         params = ((data.get("params") or {}).get("params.yaml") or {}).get("data")
         if not metrics or not params:
+            continue
+        if metrics.get("run") and metrics["run"] != (params.get("student") or {}).get("run"):
             continue
         name = entry.get("name") or entry.get("rev")
         key = (name, entry.get("rev"))
