@@ -11,7 +11,7 @@ import torch
 from onpoint_core.online.engine import StreamingEngine, stream_videos
 from onpoint_core.student import runner
 from onpoint_core.student.checkpoint import load_student
-from tests.test_online import CLASSES, RATE, features, stream_one, tiny_student
+from tests.test_online import RATE, checkpoints, features, stream_one, stream_with_future_noise  # noqa: F401
 from tests.test_student_training import tiny_cfg, world  # noqa: F401  (world is a fixture)
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
@@ -38,26 +38,14 @@ def test_student_trains_on_cuda_and_its_checkpoint_runs_on_the_cpu(world, tmp_pa
         torch.testing.assert_close(value, expected[key].float().cpu(), rtol=1e-3, atol=1e-3)
 
 
-def _checkpoint(tmp_path):
-    from onpoint_core.student.checkpoint import save_student
-    path = tmp_path / "tiny.pt"
-    save_student(path, tiny_student(), CLASSES, "onpoint", {"inference": "instance"}, RATE)
-    return load_student(path, device=CUDA)
-
-
-def test_cuda_streaming_is_causal_and_agrees_with_the_cpu(tmp_path):
-    model, meta = _checkpoint(tmp_path)
-    video = features(60, 4)
-    k = 29
-    noisy = video.copy()
-    noisy[k + 1:] = np.random.default_rng(9).normal(scale=3.0, size=noisy[k + 1:].shape)
-    clean, perturbed = stream_one(model, meta, video), stream_one(model, meta, noisy)
-    cutoff = (k + 1) / RATE
+def test_cuda_streaming_is_causal_and_agrees_with_the_cpu(checkpoints):  # noqa: F811
+    model, meta = load_student(checkpoints["instance"], device=CUDA)
+    video, clean, perturbed, cutoff = stream_with_future_noise(model, meta)
     early = [p for p in clean if p["gen_time"] <= cutoff]
     assert len(early) >= 3
     assert [p for p in perturbed if p["gen_time"] <= cutoff] == early
     # fp16 on the GPU vs float32 on the CPU: the same proposals up to half-precision rounding
-    cpu_model, cpu_meta = load_student(tmp_path / "tiny.pt", device=torch.device("cpu"))
+    cpu_model, cpu_meta = load_student(checkpoints["instance"], device=torch.device("cpu"))
     on_cpu = stream_one(cpu_model, cpu_meta, video)
     assert len(on_cpu) >= 3
     matched = sum(any(p["label"] == q["label"] and p["gen_time"] == q["gen_time"] and abs(p["start"] - q["start"]) < 0.05
@@ -65,8 +53,8 @@ def test_cuda_streaming_is_causal_and_agrees_with_the_cpu(tmp_path):
     assert matched >= 0.9 * len(on_cpu), (matched, len(on_cpu), len(clean))
 
 
-def test_cuda_batched_streams_agree_with_single_streams(tmp_path):
-    model, meta = _checkpoint(tmp_path)
+def test_cuda_batched_streams_agree_with_single_streams(checkpoints):  # noqa: F811
+    model, meta = load_student(checkpoints["instance"], device=CUDA)
     lengths = {"a": 20, "b": 35, "c": 13, "d": 44}
     videos = {v: features(n, i + 10) for i, (v, n) in enumerate(lengths.items())}
     durations = {v: n / RATE for v, n in lengths.items()}

@@ -314,15 +314,19 @@ def stream_one(model, meta, video, rate=RATE, **options):
     return out
 
 
+def stream_with_future_noise(model, meta, k=29):
+    """A 60-step video streamed as is and with noise after step k: (video, clean, perturbed, the
+    generation time of step k)."""
+    video = features(60, 4)
+    noisy = video.copy()
+    noisy[k + 1:] = np.random.default_rng(9).normal(scale=3.0, size=noisy[k + 1:].shape)
+    return video, stream_one(model, meta, video), stream_one(model, meta, noisy), (k + 1) / RATE
+
+
 @pytest.mark.parametrize("mode", ["instance", "point"])
 def test_causality_future_noise_changes_nothing_already_emitted(checkpoints, mode):
     model, meta = load_student(checkpoints[mode])
-    video = features(60, 4)
-    k = 29
-    noisy = video.copy()
-    noisy[k + 1:] = np.random.default_rng(9).normal(scale=3.0, size=noisy[k + 1:].shape)
-    clean, perturbed = stream_one(model, meta, video), stream_one(model, meta, noisy)
-    cutoff = (k + 1) / RATE
+    video, clean, perturbed, cutoff = stream_with_future_noise(model, meta)
     early = [p for p in clean if p["gen_time"] <= cutoff]
     assert len(early) >= 3, "the test needs proposals before step k"
     assert [p for p in perturbed if p["gen_time"] <= cutoff] == early
