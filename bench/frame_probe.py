@@ -46,7 +46,7 @@ def frame_table(dataset, subsets, context):
 def main(name, params_path, contexts, iterations):
     cfg = load_params(params_path, dataset=name)
     with tempfile.TemporaryDirectory() as tmp:
-        generate_synthetic(cfg["synthetic"], Path(tmp) / "d", progress=False)
+        generate_synthetic(cfg.data.generator.as_dict(), Path(tmp) / "d", progress=False)
         dataset = load_dataset(Path(tmp) / "d")
         for context in contexts:
             torch.manual_seed(0)

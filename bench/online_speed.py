@@ -30,6 +30,7 @@ from onpoint_core.student.model import (
     count_parameters,
     flops_per_step,
     model_config,
+    network_sizes,
 )
 
 ANCHORS = [4, 8, 16, 32, 48, 64]
@@ -44,11 +45,12 @@ def build(name):
     if name == "synthetic":       # the student sizes of params.yaml's synthetic profile
         from onpoint_core.config import load_params
 
-        student = load_params("params.yaml", dataset="synthetic")["student"]
-    else:
-        student = {"d_model": spec["d_model"], "ffn_dim": spec["ffn_dim"], "encoder_layers": 3, "encoder_heads": 8,
-                   "decoder_layers": 5, "decoder_heads": 4}
-    config = model_config(spec["num_classes"], spec["feature_dim"], 2, 64, ANCHORS, 16, student)
+        student = load_params("params.yaml", dataset="synthetic", recipe="cpu").student
+    else:                         # the paper recipe of params.yaml (D 1024, FFN 2048, 5 decoder layers)
+        from onpoint_core.config import load_params
+
+        student = load_params("params.yaml", recipe="paper").student
+    config = model_config(spec["num_classes"], spec["feature_dim"], 2, 64, ANCHORS, 16, **network_sizes(student))
     torch.manual_seed(0)
     model = OnlineStudent(config).eval()
     meta = {"config": config, "classes": [f"class{i}" for i in range(spec["num_classes"])],

@@ -30,7 +30,7 @@ WINDOW, ANCHORS, ANTICIPATION = 64, [4, 8, 16, 32, 48, 64], 16
 
 def measure(name, batches, batch_size):
     from onpoint_core.student.losses import total_loss
-    from onpoint_core.student.model import OnlineStudent, count_parameters, flops_per_step, model_config
+    from onpoint_core.student.model import OnlineStudent, count_parameters, flops_per_step, model_config, network_sizes
     from onpoint_core.student.variants import RUNS
 
     spec = CONFIGS[name]
@@ -38,12 +38,15 @@ def measure(name, batches, batch_size):
     if name == "synthetic":
         from onpoint_core.config import load_params
 
-        student = load_params("params.yaml", dataset="synthetic")["student"]
-    else:
-        student = spec
+        student = load_params("params.yaml", dataset="synthetic", recipe="cpu").student
+    else:                       # the paper recipe of params.yaml (D 1024, FFN 2048, 5 decoder layers)
+        from onpoint_core.config import load_params
+
+        student = load_params("params.yaml", recipe="paper").student.replace(d_model=spec["d_model"],
+                                                                             ffn_dim=spec["ffn_dim"])
     torch.manual_seed(0)
     model = OnlineStudent(model_config(spec["num_classes"], spec["feature_dim"], 2, WINDOW, ANCHORS, ANTICIPATION,
-                                       student)).to(device)
+                                       **network_sizes(student))).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-4)
     c, m = spec["num_classes"], len(ANCHORS)
     batch = {

@@ -80,7 +80,7 @@ def import_command(layout, root, out, features_for, split, features_dir, train_p
 @click.option("--points", "points_csv", type=click.Path(exists=True, dir_okay=False),
               help="LACP points CSV (HR-Pro's point_gaussian.csv) to ship with the dataset.")
 @click.option("--profile", type=click.Choice(["sparse", "dense"]), default="sparse", show_default=True,
-              help="Which `synthetic` block of params.yaml gives the feature knobs.")
+              help="The feature knobs: the `generator` of the first synthetic dataset entry of this profile.")
 @click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False))
 @friendly_errors
 def synth_command(annotations, out, points_csv, profile, params_path):
@@ -91,10 +91,10 @@ def synth_command(annotations, out, points_csv, profile, params_path):
     `onpoint synth gt_full.json data/imported/thumos14_synth --points point_gaussian.csv`, then
     `dvc exp run -S dataset=thumos14 -S datasets.thumos14.source=data/imported/thumos14_synth`.
     """
-    from .config import read_params_file, synthetic_profile
+    from .config import generator_for_profile, read_params_file
     from .data.synthetic import synthesize_from_annotations
 
-    syn = synthetic_profile(read_params_file(params_path), profile, params_path)
+    syn = generator_for_profile(read_params_file(params_path), profile, params_path).as_dict()
     summary = synthesize_from_annotations(annotations, syn, out, points_csv=points_csv)
     click.echo(json.dumps(summary, indent=2))
 
@@ -162,7 +162,7 @@ def report_command(repo, out, png, all_commits, datasets, readme, block):
     import subprocess
 
     from .errors import OnPointError
-    from .evaluation.report import (
+    from .report import (
         bar_chart_png,
         experiment_rows,
         markdown,
@@ -196,6 +196,25 @@ def report_command(repo, out, png, all_commits, datasets, readme, block):
         with atomic_file(readme) as handle:
             handle.write(updated)
     click.echo(f"{len(rows)} experiments, {len(summary)} (dataset, run) rows -> {out}, {png}")
+
+
+@main.command("params")
+@click.option("--stage", "stages", multiple=True, help="Only this stage (repeatable); default: every stage.")
+@click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False))
+@friendly_errors
+def params_command(stages, params_path):
+    """Print, as YAML, the resolved parameters each pipeline stage reads (what dvc.yaml tracks).
+
+    The whole file is validated first: a wrong key anywhere is reported, naming the key.
+    """
+    from .config import STAGES, describe, read_params_file, resolve_params
+
+    for stage in stages:
+        if stage not in STAGES:
+            raise click.BadParameter(f"unknown stage {stage!r} (known: {', '.join(STAGES)})", param_hint="--stage")
+    raw = read_params_file(params_path)
+    resolve_params(raw, params_path)
+    click.echo(describe(raw, stages or STAGES), nl=False)
 
 
 def _register_stream():

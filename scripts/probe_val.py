@@ -3,11 +3,12 @@
     python scripts/probe_val.py teacher_oat --set loss_weights.regression=0.1
     python scripts/probe_val.py onpoint --set lr=3e-4 --set decoder_layers=2
 
-How the CPU profile's student settings were chosen (README, "Online student"): it reads the
-outputs of the default `dvc repro` (dataset, points, pseudo segments, teacher cache) and the
-student section of params.yaml as resolved for the default dataset, applies the `--set` changes
-(student keys, dotted for nested ones), trains in memory, streams the val videos and prints one
-JSON line with the val metrics. Nothing in the workspace is written.
+How the cpu recipe's student settings were chosen (README, "Online student"): it reads the
+outputs of the default `dvc repro` (dataset, points, pseudo segments, teacher cache) and what the
+student_train stage reads from params.yaml (shared keys + the selected recipe), applies the
+`--set` changes (student keys, dotted for nested ones, checked like params.yaml), trains in
+memory, streams the val videos and prints one JSON line with the val metrics. Nothing in the
+workspace is written.
 """
 
 import json
@@ -18,7 +19,7 @@ from pathlib import Path
 import click
 import yaml
 
-from onpoint_core.config import load_params
+from onpoint_core.config import ParamsError, StageParams, StudentCfg, build, load_stage
 from onpoint_core.data.dataset import load_dataset
 from onpoint_core.errors import friendly_errors
 from onpoint_core.online import runner as online
@@ -27,14 +28,20 @@ from onpoint_core.student.checkpoint import load_student
 
 
 def _apply(student, assignment):
+    """The typed student settings with one `KEY=VALUE` change, validated like params.yaml."""
     key, _, value = assignment.partition("=")
     *parents, leaf = key.split(".")
-    target = student
+    values = student.as_dict()
+    target = values
     for name in parents:
-        target = target[name]
-    if leaf not in target:
-        raise click.BadParameter(f"student.{key} is not a params.yaml key", param_hint="--set")
+        target = target.get(name) if isinstance(target, dict) else None
+    if not isinstance(target, dict) or leaf not in target:
+        raise click.BadParameter(f"student.{key} is not a student key", param_hint="--set")
     target[leaf] = yaml.safe_load(value)
+    try:
+        return build(StudentCfg, values, "--set", "student")
+    except ParamsError as exc:
+        raise click.BadParameter(str(exc), param_hint="--set") from None
 
 
 @click.command()
@@ -43,10 +50,12 @@ def _apply(student, assignment):
 @click.option("--params", "params_path", default="params.yaml", show_default=True)
 @friendly_errors
 def main(run, changes, params_path):
-    cfg = load_params(params_path)
-    cfg["student"]["run"] = run
+    cfg = load_stage("student_train", params_path)
+    student = cfg.student.replace(run=run)
     for change in changes:
-        _apply(cfg["student"], change)
+        student = _apply(student, change)
+    cfg = StageParams(cfg.stage, {**cfg.objects, "student": student}, cfg.view)
+    online_cfg = load_stage("online_eval", params_path).online
     dataset = load_dataset("data/dataset", check_files=False)
     paths = {"points": "data/points/points.parquet", "pseudo": "data/pseudo/pseudo_segments.parquet",
              "teacher_cache": "data/teacher", "resume": None}
@@ -56,7 +65,7 @@ def main(run, changes, params_path):
         path = Path(folder) / "student.pt"
         runner.save(path, model, dataset, cfg, variant, summary)
         student, meta = load_student(path)
-    proposals, _ = online.stream_subset(online.engine_for(student, meta, cfg["online"]), dataset, subset="val",
+    proposals, _ = online.stream_subset(online.engine_for(student, meta, online_cfg), dataset, subset="val",
                                         progress=False)
     result, _ = online.score(dataset, proposals, subset="val")
     print(json.dumps({"run": run, "set": list(changes), "final_loss": round(summary["final_loss"], 4),

@@ -14,14 +14,18 @@ SEEDS=${SEEDS:-"52 53 54"}
 MAIN_RUNS="onpoint teacher_oat distillation_free"
 OTHER_RUNS="fully_supervised no_cass_anticipation no_calibration no_point_supervision"
 
+teacher_of() { case $1 in synthetic_dense|egtea*|hoi4d) echo tsaspc ;; *) echo hrpro ;; esac; }
+
 for dataset in $DATASETS; do
+  teacher=$(teacher_of "$dataset")
   for run in $MAIN_RUNS; do
     for seed in $SEEDS; do
-      dvc exp run --queue -S "dataset=$dataset" -S "student.run=$run" -S "student.seed=$seed" -n "$dataset-$run-s$seed"
+      dvc exp run --queue -S "dataset=$dataset" -S "teacher=$teacher" -S "student.run=$run" -S "student.seed=$seed" \
+          -n "$dataset-$run-s$seed"
     done
   done
   for run in $OTHER_RUNS; do
-    dvc exp run --queue -S "dataset=$dataset" -S "student.run=$run" -n "$dataset-$run"
+    dvc exp run --queue -S "dataset=$dataset" -S "teacher=$teacher" -S "student.run=$run" -n "$dataset-$run"
   done
 done
 

@@ -4,29 +4,27 @@ import time
 
 import click
 
-from onpoint_core.config import load_params
 from onpoint_core.data.dataset import copy_dataset, dataset_summary, load_dataset
 from onpoint_core.data.synthetic import generate_synthetic
 from onpoint_core.errors import friendly_errors
-from onpoint_core.io import write_json
+from onpoint_core.pipeline import start, write_run_log
 
 
 @click.command()
 @click.option("--params", "params_path", default="params.yaml", show_default=True)
 @click.option("--out", default="data/dataset", show_default=True)
-@click.option("--metrics", default="metrics/dataset.json", show_default=True)
 @friendly_errors
-def main(params_path, out, metrics):
-    cfg = load_params(params_path)
+def main(params_path, out):
+    cfg = start("dataset", params_path)
     began = time.perf_counter()
-    if cfg["data"]["source"] == "synthetic":
-        generate_synthetic(cfg["synthetic"], out)
+    if cfg.source == "synthetic":
+        generate_synthetic(cfg.generator.as_dict(), out)
     else:
-        copy_dataset(cfg["data"]["source"], out)
+        copy_dataset(cfg.source, out)
     seconds = time.perf_counter() - began
-    summary = {"dataset": cfg["dataset"], **dataset_summary(load_dataset(out)), "seconds": round(seconds, 2)}
-    write_json(metrics, summary)
-    click.echo(f"dataset {cfg['dataset']}: {summary['videos']} videos, {summary['instances']} instances, "
+    summary = {"dataset": cfg.dataset_name, **dataset_summary(load_dataset(out)), "seconds": round(seconds, 2)}
+    write_run_log("dataset", summary)
+    click.echo(f"dataset {cfg.dataset_name}: {summary['videos']} videos, {summary['instances']} instances, "
                f"{summary['size_mb']} MB in {seconds:.1f} s -> {out}")
 
 

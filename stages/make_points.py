@@ -2,10 +2,10 @@
 
 import click
 
-from onpoint_core.config import load_params
 from onpoint_core.data.dataset import load_dataset
 from onpoint_core.errors import friendly_errors
-from onpoint_core.io import write_json, write_parquet
+from onpoint_core.io import write_parquet
+from onpoint_core.pipeline import start, write_run_log
 from onpoint_core.points.labels import point_metrics, training_points
 
 
@@ -13,16 +13,15 @@ from onpoint_core.points.labels import point_metrics, training_points
 @click.option("--params", "params_path", default="params.yaml", show_default=True)
 @click.option("--dataset", "dataset_dir", default="data/dataset", show_default=True)
 @click.option("--out", default="data/points/points.parquet", show_default=True)
-@click.option("--metrics", default="metrics/points.json", show_default=True)
 @friendly_errors
-def main(params_path, dataset_dir, out, metrics):
-    cfg = load_params(params_path)
+def main(params_path, dataset_dir, out):
+    points_cfg = start("points", params_path).points
     dataset = load_dataset(dataset_dir, check_files=False)
-    source = cfg["data"]["points"]
-    points = training_points(dataset, source, cfg["points"]["seed"], cfg["points"]["sigma_fraction"])
+    points = training_points(dataset, points_cfg.source, points_cfg.seed, points_cfg.sigma_fraction)
     write_parquet(out, points)
-    stats = {"source": "dataset (shipped points)" if source == "dataset" else "gaussian", **point_metrics(points, dataset)}
-    write_json(metrics, stats)
+    stats = {"source": "dataset (shipped points)" if points_cfg.source == "dataset" else "gaussian",
+             **point_metrics(points, dataset)}
+    write_run_log("points", stats)
     click.echo(f"points: {stats['num_points']} on {stats['num_videos']} training videos "
                f"(relative position {stats['relative_position_mean']:.3f} +- {stats['relative_position_std']:.3f}) -> {out}")
 

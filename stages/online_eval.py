@@ -5,16 +5,16 @@ import click
 import pandas as pd
 import torch
 
-from onpoint_core.config import load_params
 from onpoint_core.data.dataset import load_dataset
 from onpoint_core.errors import friendly_errors
 from onpoint_core.evaluation import evaluate_detections, load_table
 from onpoint_core.evaluation.plots import per_class_ap_png, pr_curve_png, stream_timeline_png
 from onpoint_core.io import atomic_dir, atomic_file, write_json, write_parquet
 from onpoint_core.online import runner
+from onpoint_core.pipeline import start, write_run_log
+from onpoint_core.runtime import pick_device
 from onpoint_core.student.checkpoint import load_student
 from onpoint_core.student.model import count_parameters, flops_per_step
-from onpoint_core.student.runner import pick_device
 
 PLOTTED_TIOUS = (0.3, 0.5, 0.7)
 CURVE_POINTS = 200          # per tIoU in the DVC plot file
@@ -42,13 +42,13 @@ def _thin(curves):
 @click.option("--num-timelines", default=4, show_default=True, help="How many test videos to draw.")
 @friendly_errors
 def main(params_path, dataset_dir, model, teacher_detections, out, metrics, pr_curve, plots_dir, num_timelines):
-    cfg = load_params(params_path)
+    online = start("online_eval", params_path).online
     dataset = load_dataset(dataset_dir, check_files=False)
     student, meta = load_student(model, device=pick_device())
     if list(meta["classes"]) != list(dataset.classes):
         raise click.ClickException(f"{model}: trained on classes {meta['classes']}, the dataset has {dataset.classes}")
-    engine = runner.engine_for(student, meta, cfg["online"])
-    proposals, timing = runner.stream_subset(engine, dataset, batch_size=int(cfg["online"]["stream_batch"]))
+    engine = runner.engine_for(student, meta, online)
+    proposals, timing = runner.stream_subset(engine, dataset, batch_size=online.stream_batch)
     write_parquet(out, proposals)
     result, curves = runner.score(dataset, proposals)
     first_test = dataset.video_ids(runner.EVAL_SUBSET)[0]
@@ -61,17 +61,13 @@ def main(params_path, dataset_dir, model, teacher_detections, out, metrics, pr_c
     }
     teacher = evaluate_detections(dataset.segments, load_table(teacher_detections, "proposals"),
                                   ambiguous=dataset.ambiguous, videos=dataset.video_ids(runner.EVAL_SUBSET))
-    summary = {
-        "run": meta["run"],
-        **runner.summary_metrics(result),
-        "speed": speed,
-        "parameters": count_parameters(student),
-        "flops_per_step": flops_per_step(student),
-        "test_videos": timing["videos"],
-        "test_steps": timing["steps"],
-        "teacher_offline": runner.summary_metrics(teacher),
-    }
-    write_json(metrics, summary)
+    summary = runner.summary_metrics(result)
+    counts = {k: summary.pop(k) for k in ("num_gt", "num_pred") if k in summary}
+    write_json(metrics, summary)   # results only; the teacher's offline row is teacher_cache's metric
+    teacher_row = runner.summary_metrics(teacher)
+    write_run_log("online_eval", {"run": meta["run"], **counts, "speed": speed, "parameters": count_parameters(student),
+                                  "flops_per_step": flops_per_step(student), "test_videos": timing["videos"],
+                                  "test_steps": timing["steps"], "teacher_offline": teacher_row})
     with atomic_file(pr_curve) as handle:
         _thin(curves[curves.tiou == 0.5]).drop(columns="tiou").to_csv(handle, index=False)
     with atomic_dir(plots_dir) as tmp:
@@ -83,7 +79,7 @@ def main(params_path, dataset_dir, model, teacher_detections, out, metrics, pr_c
                                 proposals[proposals.video_id == video_id])
     aedt = "n/a" if summary.get("aedt") is None else f"{summary['aedt']:+.2f} s"
     click.echo(f"online {meta['run']}: mAP avg(0.1:0.7) {summary['avg_0.1_0.7']:.1f} "
-               f"(teacher offline {summary['teacher_offline']['avg_0.1_0.7']:.1f}), F1@0.5 {summary['f1_0.5']:.1f}, "
+               f"(teacher offline {teacher_row['avg_0.1_0.7']:.1f}), F1@0.5 {summary['f1_0.5']:.1f}, "
                f"AEDT {aedt}; {speed['steps_per_second_batched']:.0f} steps/s batched, "
                f"{speed['steps_per_second_single']:.0f} single -> {out}")
 

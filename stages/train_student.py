@@ -12,11 +12,14 @@ from pathlib import Path
 import click
 import torch
 
-from onpoint_core.config import load_params
+from onpoint_core.config import load_stage
 from onpoint_core.data.dataset import load_dataset
 from onpoint_core.errors import friendly_errors
 from onpoint_core.io import atomic_file, write_json
+from onpoint_core.pipeline import start, write_run_log
+from onpoint_core.runtime import pick_device
 from onpoint_core.student import runner
+from onpoint_core.student.training import TERMS
 
 
 def _write_csv(path, frame):
@@ -39,9 +42,9 @@ def _write_csv(path, frame):
 @friendly_errors
 def main(params_path, dataset_dir, points_path, pseudo_path, teacher_cache, out, metrics, epoch_curve,
          batch_curve, resume_file):
-    cfg = load_params(params_path)
-    processes = int(cfg["student"]["processes"])
     rank, world_size, local_rank = runner.distributed_context()
+    cfg = start("student_train", params_path) if rank == 0 else load_stage("student_train", params_path)
+    processes = cfg.student.processes
     if processes > 1 and world_size == 1:
         # relaunch under torchrun; the children see RANK/WORLD_SIZE and train data-parallel
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
@@ -55,13 +58,14 @@ def main(params_path, dataset_dir, points_path, pseudo_path, teacher_cache, out,
     paths = {"points": points_path, "pseudo": pseudo_path, "teacher_cache": teacher_cache,
              "resume": Path(resume_file)}
     model, variant, history, summary = runner.train(
-        cfg, dataset, paths, rank=rank, world_size=world_size, device=runner.pick_device(local_rank))
+        cfg, dataset, paths, rank=rank, world_size=world_size, device=pick_device(local_rank))
     if rank == 0:
         runner.save(out, model, dataset, cfg, variant, summary)
         epochs, batches = runner.curves(history)
         _write_csv(epoch_curve, epochs)
         _write_csv(batch_curve, batches)
-        write_json(metrics, summary)
+        write_json(metrics, {key: summary[key] for key in ("final_loss", *(f"final_{t}" for t in TERMS))})
+        write_run_log("student_train", {k: v for k, v in summary.items() if not k.startswith("final_")})
         paths["resume"].unlink(missing_ok=True)
         click.echo(f"student {summary['run']}: {summary['epochs']} epochs, final loss {summary['final_loss']:.4f}, "
                    f"{summary['windows_per_second']:.0f} windows/s, {summary['parameters'] / 1e6:.2f}M parameters -> {out}")

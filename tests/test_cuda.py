@@ -29,7 +29,7 @@ def test_student_trains_on_cuda_and_its_checkpoint_runs_on_the_cpu(world, tmp_pa
     runner.save(path, model, world["dataset"], cfg, variant, summary)
     on_cpu, _ = load_student(path, device=torch.device("cpu"))
     assert next(on_cpu.parameters()).device.type == "cpu"
-    windows = torch.randn(5, cfg["data"]["window"], world["dataset"].meta["feature_dim"])
+    windows = torch.randn(5, cfg.data.window, world["dataset"].meta["feature_dim"])
     model.eval()
     with torch.no_grad():
         expected = model(windows.to(CUDA), heads="inference")

@@ -519,9 +519,9 @@ def test_thumos_test_split_perfect_predictions_and_hrpro_ambiguous_filter():
     assert res_amb["recall_0.5"] == pytest.approx(100 * (3311 - dropped) / 3311)
 
 
-def _exp(name, run, seed, avg, state=None, metrics_run=None):
+def _exp(name, run, seed, avg, state=None):
     """One `dvc exp show --json` experiment group, in the layout DVC 3 prints."""
-    metrics = {"run": metrics_run or run, "mAP": {"0.5": avg}, "avg_0.1_0.7": avg}
+    metrics = {"mAP": {"0.5": avg}, "avg_0.1_0.7": avg}
     revision = {"rev": name[:7], "name": name, "data": {
         "rev": name[:7], "params": {"params.yaml": {"data": {"dataset": "synthetic",
                                                               "student": {"run": run, "seed": seed}}}},
@@ -529,19 +529,17 @@ def _exp(name, run, seed, avg, state=None, metrics_run=None):
     return {"name": name, "revs": [revision], **({"executor": {"state": state}} if state else {})}
 
 
-def test_report_rows_skip_unfinished_experiments_and_stale_metrics():
-    from onpoint_core.evaluation.report import experiment_rows, summarise
+def test_report_rows_skip_unfinished_experiments():
+    from onpoint_core.report import experiment_rows, summarise
 
     baseline = _exp("main", "onpoint", 52, 20.0)["revs"][0]
     baseline["experiments"] = [
         _exp("a-s52", "onpoint", 52, 20.0, "success"), _exp("a-s53", "onpoint", 53, 24.0, "success"),
         _exp("b-s52", "teacher_oat", 52, 10.0, "success"),
         # still queued / running / failed: their commits carry the baseline's metrics files
-        _exp("q", "distillation_free", 52, 20.0, "queued", metrics_run="onpoint"),
-        _exp("r", "fully_supervised", 52, 20.0, "running", metrics_run="onpoint"),
+        _exp("q", "distillation_free", 52, 20.0, "queued"),
+        _exp("r", "fully_supervised", 52, 20.0, "running"),
         _exp("f", "no_calibration", 52, 20.0, "failed"),
-        # finished, but the metrics name another run than the params: not this run's results
-        _exp("s", "no_cass_anticipation", 52, 20.0, "success", metrics_run="onpoint"),
     ]
     rows = experiment_rows([baseline])
     assert sorted(r["experiment"] for r in rows) == ["a-s52", "a-s53", "b-s52", "main"]

@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from onpoint_core.config import ParamsError
+from onpoint_core.config import HRProDetect, HRProProposals, HRProPseudo, HRProTrain, ParamsError, build
 from onpoint_core.errors import OnPointError
 from onpoint_core.teachers.base import TeacherVideo
 from onpoint_core.teachers.hrpro import HRProTeacher, select_seeds
@@ -34,11 +34,22 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+RAW = yaml.safe_load((REPO / "params.yaml").read_text())
+PROPOSALS = build(HRProProposals, RAW["hrpro"]["proposals"], "params.yaml", "hrpro.proposals")
+PSEUDO = build(HRProPseudo, RAW["hrpro"]["pseudo"], "params.yaml", "hrpro.pseudo")
+
+
 def base_cfg(**overrides):
-    cfg = yaml.safe_load((REPO / "params.yaml").read_text())["hrpro"]
-    cfg.update(embed_dim=32, iterations=60, videos_per_iteration=4, lr=1e-3, video_class_ratio=0.0)
+    """params.yaml's HR-Pro training settings (paper recipe), made tiny, with `overrides`."""
+    cfg = {**RAW["hrpro"]["train"], **RAW["hrpro"]["recipes"]["paper"]}
+    cfg.update(embed_dim=32, iterations=60, videos_per_iteration=4, lr=1e-3)
     cfg.update(overrides)
-    return cfg
+    return build(HRProTrain, cfg, "params.yaml", "hrpro.train")
+
+
+def detect_cfg(**overrides):
+    return build(HRProDetect, {**RAW["hrpro"]["detect"], "video_class_ratio": 0.0, **overrides},
+                 "params.yaml", "hrpro.detect")
 
 
 def make_video(rng, directions, vid, n_steps):
@@ -135,12 +146,12 @@ def test_detect_and_pseudo_segments_on_trained_cas(trained):
     teacher, _, train, _ = trained
     video, segments = train[0]
     cas = teacher.predict_cas(video.features)
-    dets = teacher.detect(cas)
+    dets = teacher.detect(cas, PROPOSALS, detect_cfg())
     assert dets.ndim == 2 and dets.shape[1] == 5 and len(dets)
     assert np.isnan(dets[:, 4]).all()
     assert (np.diff(dets[:, 3]) <= 0).all()
     assert ((dets[:, 1] >= 0) & (dets[:, 2] <= video.n_steps) & (dets[:, 1] < dets[:, 2])).all()
-    pseudo = teacher.pseudo_segments(cas, video.point_steps, video.point_labels)
+    pseudo = teacher.pseudo_segments(cas, video.point_steps, video.point_labels, PROPOSALS, PSEUDO)
     assert pseudo.shape[1] == 5 and len(pseudo) >= 1
     for label, start, end, _, point in pseudo:
         k = int(np.flatnonzero(video.point_steps == point)[0])
@@ -180,7 +191,7 @@ def test_sub_batches_and_padding_do_not_change_the_loss():
     cfg = base_cfg(iterations=2, videos_per_iteration=6, attention_dropout=0.0, ffn_dropout=0.0,
                    classifier_dropout=0.0)
     one = HRProTeacher(C, D, cfg).fit(data, progress=False)
-    three = HRProTeacher(C, D, {**cfg, "sub_batches": 3}).fit(data, progress=False)
+    three = HRProTeacher(C, D, cfg.replace(sub_batches=3)).fit(data, progress=False)
     for a, b in zip(one, three):
         for key in ("loss", "loss_point", "loss_background", "loss_contrast"):
             assert np.isclose(a[key], b[key], rtol=1e-4, atol=1e-6), (a, b)
@@ -221,7 +232,7 @@ def test_bad_inputs_are_onpoint_errors():
     with pytest.raises(OnPointError, match="video bad_label: point labels"):
         teacher.fit([bad_label], progress=False)
     with pytest.raises(OnPointError, match="CAS must be"):
-        teacher.detect(np.zeros((10, C)))
+        teacher.detect(np.zeros((10, C)), PROPOSALS, detect_cfg())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -360,12 +371,12 @@ def test_teacher_pseudo_segments_on_hand_built_cas():
     cas[5:12, 2] = 0.1
     cas[25:30, 1] = 0.7                 # and one class-1 action
     cas[25:30, 2] = 0.2
-    rows = teacher.pseudo_segments(cas, [8, 27, 35], [0, 1, 1])
+    rows = teacher.pseudo_segments(cas, [8, 27, 35], [0, 1, 1], PROPOSALS, PSEUDO)
     assert rows[:, 4].tolist() == [8, 27]        # nothing of class 1 contains step 35
     assert rows[:, 0].tolist() == [0, 1]
     assert abs(rows[0, 1] - 5) <= 0.5 and abs(rows[0, 2] - 12) <= 0.5
     assert abs(rows[1, 1] - 25) <= 0.5 and abs(rows[1, 2] - 30) <= 0.5
-    dets = teacher.detect(cas)
+    dets = teacher.detect(cas, PROPOSALS, detect_cfg())
     top = dets[dets[:, 0] == 0][0]
     assert abs(top[1] - 5) <= 0.5 and abs(top[2] - 12) <= 0.5
 
@@ -376,14 +387,14 @@ def test_detect_keeps_only_classes_the_video_score_supports():
     cas[:, 3] = 0.9
     cas[10:30, 0], cas[10:30, 3] = 0.8, 0.1       # strong class 0
     cas[50:60, 1], cas[50:60, 3] = 0.3, 0.6       # weak class 1
-    scores = teacher.video_scores(cas)
+    scores = teacher.video_scores(cas, detect_cfg())
     assert scores[0] > scores[1] > scores[2]
-    assert set(teacher.detect(cas, class_ratio=0.0)[:, 0].astype(int)) == {0, 1, 2}
-    assert set(teacher.detect(cas, class_ratio=0.9)[:, 0].astype(int)) == {0}
+    assert set(teacher.detect(cas, PROPOSALS, detect_cfg(), class_ratio=0.0)[:, 0].astype(int)) == {0, 1, 2}
+    assert set(teacher.detect(cas, PROPOSALS, detect_cfg(), class_ratio=0.9)[:, 0].astype(int)) == {0}
     with pytest.raises(OnPointError, match="auto"):
-        HRProTeacher(3, D, base_cfg(iterations=1, video_class_ratio="auto")).detect(cas)
-    with pytest.raises(ParamsError, match="hrpro.video_class_ratio"):
-        HRProTeacher(3, D, base_cfg(video_class_ratio=1.5))
+        teacher.detect(cas, PROPOSALS, detect_cfg(video_class_ratio="auto"))
+    with pytest.raises(ParamsError, match="hrpro.detect.video_class_ratio"):
+        detect_cfg(video_class_ratio=1.5)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -437,7 +448,7 @@ def test_resume_file_from_other_inputs_is_refused(tmp_path):
         HRProTeacher(C, D, cfg).fit(data, log=_crash_at(3), progress=False, checkpoint=path, checkpoint_every=2)
     assert path.exists()
     with pytest.raises(OnPointError, match=r"hrpro\.pt: .*other inputs .*cfg"):
-        HRProTeacher(C, D, {**cfg, "lr": 2e-3}).fit(data, progress=False, checkpoint=path, checkpoint_every=2)
+        HRProTeacher(C, D, cfg.replace(lr=2e-3)).fit(data, progress=False, checkpoint=path, checkpoint_every=2)
     with pytest.raises(OnPointError, match=r"other inputs .*video_ids"):
         HRProTeacher(C, D, cfg).fit(data[:2] + [data[0]], progress=False, checkpoint=path, checkpoint_every=2)
     assert path.exists()                                  # a refused file is left for the user to judge

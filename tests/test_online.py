@@ -32,8 +32,8 @@ def tiny_student(seed=0):
     """A random tiny student whose anchor queries differ (zeros would make all anchors alike)."""
     torch.manual_seed(seed)
     config = model_config(len(CLASSES), FEATURE_DIM, 1, WINDOW, ANCHORS, 4,
-                          {"d_model": 32, "encoder_layers": 1, "encoder_heads": 2, "decoder_layers": 1,
-                           "decoder_heads": 2, "ffn_dim": 64})
+                          d_model=32, encoder_layers=1, encoder_heads=2, decoder_layers=1, decoder_heads=2,
+                          ffn_dim=64, dropout=0.1, position_dropout=0.3)
     model = OnlineStudent(config)
     with torch.no_grad():
         model.queries.normal_()

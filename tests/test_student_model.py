@@ -33,7 +33,7 @@ def _one_thread():
 
 def _model(calibration=True, seed=0):
     torch.manual_seed(seed)
-    config = model_config(C, FEATURES, 2, WINDOW, ANCHORS, HORIZON, STUDENT, calibration=calibration)
+    config = model_config(C, FEATURES, 2, WINDOW, ANCHORS, HORIZON, **STUDENT, calibration=calibration)
     return OnlineStudent(config).eval()
 
 

@@ -23,7 +23,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import yaml
 
-from onpoint_core.config import load_params
+from onpoint_core.config import StageParams, load_stage
 from onpoint_core.data.dataset import load_dataset
 from onpoint_core.data.synthetic import generate_synthetic
 from onpoint_core.errors import OnPointError
@@ -101,14 +101,14 @@ def world(tmp_path_factory):
     return {"root": root, "dataset": dataset, "paths": paths}
 
 
-def tiny_cfg(run, **student):
-    """params.yaml resolved for the synthetic dataset, the student shrunk to a few thousand weights."""
-    cfg = load_params(REPO_ROOT / "params.yaml", dataset="synthetic")
-    cfg["data"].update(window=16, anchors=[2, 4, 8, 16], num_anchors=4, anticipation=4)
-    cfg["student"].update(run=run, d_model=32, ffn_dim=64, encoder_layers=1, encoder_heads=4, decoder_layers=2,
-                          decoder_heads=4, epochs=2, batch_size=16, train_stride=2, processes=1)
-    cfg["student"].update(student)
-    return cfg
+def tiny_cfg(run, train_stride=2, **student):
+    """What the student_train stage reads from params.yaml (synthetic, cpu recipe), the student
+    shrunk to a few thousand weights."""
+    base = load_stage("student_train", REPO_ROOT / "params.yaml")
+    data = base.data.replace(window=16, anchors=(2, 4, 8, 16), num_anchors=4, anticipation=4, train_stride=train_stride)
+    settings = base.student.replace(run=run, d_model=32, ffn_dim=64, encoder_layers=1, encoder_heads=4,
+                                    decoder_layers=2, decoder_heads=4, epochs=2, batch_size=16, processes=1)
+    return StageParams(base.stage, {**base.objects, "data": data, "student": settings.replace(**student)}, base.view)
 
 
 def _switched_on(variant):
@@ -181,7 +181,7 @@ def test_every_run_trains_and_reports_only_its_loss_terms(world, run):
         assert value is None or (math.isfinite(value) and value >= 0), term
     # all weights are 1 here (alpha = beta = delta = 1, gamma of the synthetic dataset = 1): the
     # epoch loss is the sum of its terms
-    assert cfg["data"]["gamma"] == 1.0
+    assert cfg.data.gamma == 1.0
     assert summary["final_loss"] == pytest.approx(sum(summary[f"final_{t}"] or 0.0 for t in TERMS), rel=1e-5)
     assert summary["epochs"] == 2 and summary["train_videos"] == len(world["dataset"].video_ids("train"))
     assert summary["parameters"] > 0 and summary["flops_per_step"] > 0 and summary["windows_per_second"] > 0
@@ -265,9 +265,9 @@ def test_resume_at_an_epoch_boundary_is_bit_exact(world, tmp_path):
         variant, videos = runner.gather_inputs(cfg, dataset, paths)
         data = WindowData(videos, dataset.num_classes, 16, [2, 4, 8, 16], 4)
         model = runner.build_model(cfg, dataset, variant)
-        history, _ = train_student(model, data, variant, cfg["student"], runner.loss_weights(cfg), CPU,
-                                   fingerprint={"test": "boundary"}, resume_path=resume_path,
-                                   checkpoint_every=0, progress=False)
+        history, _ = train_student(model, data, variant, cfg.student, runner.loss_weights(cfg), CPU,
+                                   train_stride=cfg.data.train_stride, fingerprint={"test": "boundary"},
+                                   resume_path=resume_path, checkpoint_every=0, progress=False)
         return model, history
 
     reference, reference_history = run(3, None)
@@ -292,13 +292,13 @@ def test_a_resume_file_from_other_params_or_garbage_is_refused(world, resumed, t
     other = tiny_cfg("onpoint", checkpoint_every=1, lr=3e-4)
     with pytest.raises(OnPointError) as error:
         runner.train(other, world["dataset"], {**world["paths"], "resume": resume_file}, device=CPU, progress=False)
-    assert "another run" in _one_line(error, resume_file)
+    assert "other inputs (differs in: student)" in _one_line(error, resume_file)
 
     resume_file.write_bytes(b"\x00garbage" * 50)
     with pytest.raises(OnPointError) as error:
         runner.train(resumed["cfg"], world["dataset"], {**world["paths"], "resume": resume_file}, device=CPU,
                      progress=False)
-    assert "unreadable resume file" in _one_line(error, resume_file)
+    assert "cannot read the resume file" in _one_line(error, resume_file)
 
 
 def test_stage_checkpoint_round_trip(world, resumed, tmp_path):
@@ -328,10 +328,10 @@ def _train_directly(root, paths, job, rank, world_size):
     cfg = tiny_cfg(job["run"], **job["student"])
     paths = {**paths, **job.get("paths", {})}
     variant, videos = runner.gather_inputs(cfg, dataset, paths)
-    data = WindowData(videos, dataset.num_classes, cfg["data"]["window"], cfg["data"]["anchors"],
-                      cfg["data"]["anticipation"])
+    data = WindowData(videos, dataset.num_classes, cfg.data.window, list(cfg.data.anchors), cfg.data.anticipation)
     model = runner.build_model(cfg, dataset, variant)
-    train_student(model, data, variant, cfg["student"], runner.loss_weights(cfg), CPU, progress=False,
+    train_student(model, data, variant, cfg.student, runner.loss_weights(cfg), CPU, progress=False,
+                  train_stride=cfg.data.train_stride, checkpoint_every=cfg.student.checkpoint_every,
                   rank=rank, world_size=world_size)
     return model
 

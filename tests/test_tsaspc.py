@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from onpoint_core.config import TSASPCDetect, TSASPCProposals, TSASPCPseudo, TSASPCTrain, build
 from onpoint_core.errors import OnPointError
 from onpoint_core.teachers import clustering
 from onpoint_core.teachers.base import TeacherVideo
@@ -89,7 +90,7 @@ def _cfg(**over):
            "loss_weights": {"smoothing": 0.15, "confidence": 0.075, "cluster": 0.15},
            "smoothing_clamp": 16, "background_stamps": True, "background_gap_factor": 1.5}
     cfg.update(over)
-    return cfg
+    return build(TSASPCTrain, cfg, "test", "tsaspc.train")
 
 
 # ------------------------------------------------------------------------------ clustering
@@ -282,12 +283,12 @@ def test_detect_and_pseudo_segments_on_hand_built_cas():
     for t, (w, p) in enumerate(zip(winner, top)):
         cas[t] = (1 - p) / 2
         cas[t, w] = p
-    rows = teacher.detect(cas)
+    rows = teacher.detect(cas, TSASPCProposals(), TSASPCDetect(predict_batch=8))
     expected = [[0, 2, 5, (0.6 + 0.7 + 0.8) / 3], [1, 5, 7, 0.6], [0, 8, 10, 0.7]]
     assert rows.shape == (3, 5)
     assert np.allclose(rows[:, :4], expected)
     assert np.isnan(rows[:, 4]).all()
-    seg = teacher.pseudo_segments(cas, np.array([3, 6, 8, 9]), np.array([0, 0, 0, 0]))
+    seg = teacher.pseudo_segments(cas, np.array([3, 6, 8, 9]), np.array([0, 0, 0, 0]), TSASPCProposals(), TSASPCPseudo())
     assert np.allclose(seg[:, :4], expected)
     # run 1 is class 1, its point is class 0 -> none; run 2 holds 8 and 9, centre 8.5: tie -> first
     assert seg[0, 4] == 3 and np.isnan(seg[1, 4]) and seg[2, 4] == 8
@@ -300,7 +301,7 @@ def test_same_seed_gives_bit_identical_cas_and_other_seed_does_not():
     cas = []
     for run, seed in enumerate((11, 11, 12)):
         torch.manual_seed(1000 + run)           # the caller's RNG state must not matter
-        teacher = TSASPCTeacher(C, D, {**cfg, "seed": seed})
+        teacher = TSASPCTeacher(C, D, cfg.replace(seed=seed))
         teacher.fit(videos, progress=False)
         cas.append(teacher.predict_cas(videos[0].features))
     assert np.array_equal(cas[0], cas[1])
@@ -347,7 +348,7 @@ def test_interrupted_fit_resumes_bit_identical(tmp_path):
 
     # other inputs must not resume from this file
     with pytest.raises(OnPointError, match="resume.pt.*differs in: cfg"):
-        TSASPCTeacher(C, D, {**cfg, "lr": 1e-3}).fit(videos, progress=False, checkpoint=ckpt)
+        TSASPCTeacher(C, D, cfg.replace(lr=1e-3)).fit(videos, progress=False, checkpoint=ckpt)
     assert ckpt.exists()
 
     logged = []

@@ -13,9 +13,9 @@ EVAL_SUBSET = "test"
 
 
 def engine_for(model, meta, online_cfg):
-    return StreamingEngine(model, meta, score_threshold=float(online_cfg["score_threshold"]),
-                           nms_iou=float(online_cfg["nms_iou"]),
-                           tiou_floor_seconds=float(online_cfg["tiou_floor_seconds"]))
+    """The streaming engine with the `online` settings (config.OnlineCfg)."""
+    return StreamingEngine(model, meta, score_threshold=online_cfg.score_threshold, nms_iou=online_cfg.nms_iou,
+                           tiou_floor_seconds=online_cfg.tiou_floor_seconds)
 
 
 def stream_subset(engine, dataset, subset=EVAL_SUBSET, batch_size=64, progress=True):
@@ -57,6 +57,6 @@ def score(dataset, proposals, subset=EVAL_SUBSET):
 
 def summary_metrics(result):
     """The headline numbers for metrics JSON (dvc exp show columns); per-class AP goes elsewhere."""
-    keep = ("mAP", "average", "avg_0.1_0.5", "avg_0.3_0.7", "avg_0.1_0.7", "f1_0.5", "precision_0.5",
+    keep = ("mAP", "avg_0.1_0.5", "avg_0.3_0.7", "avg_0.1_0.7", "f1_0.5", "precision_0.5",
             "recall_0.5", "aedt", "num_gt", "num_pred")
     return {k: result[k] for k in keep if k in result}

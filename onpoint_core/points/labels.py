@@ -17,7 +17,7 @@ from ..errors import OnPointError
 TRAINING_SUBSETS = ("train", "val")
 
 
-def gaussian_points(segments, seed, sigma_fraction=1 / 6):
+def gaussian_points(segments, seed, sigma_fraction):
     """One point per segment ~ N(midpoint, (sigma_fraction * duration)^2), clipped into the segment."""
     ordered = segments.sort_values(["video_id", "start", "end", "label"], kind="stable").reset_index(drop=True)
     start, end = ordered.start.to_numpy(float), ordered.end.to_numpy(float)
@@ -27,7 +27,7 @@ def gaussian_points(segments, seed, sigma_fraction=1 / 6):
     return pd.DataFrame({"video_id": ordered.video_id, "label": ordered.label, "time": times})[POINT_COLUMNS]
 
 
-def training_points(dataset, source, seed, sigma_fraction=1 / 6):
+def training_points(dataset, source, seed, sigma_fraction):
     """The points the teachers and the student train on: train and val videos only."""
     videos = set(dataset.video_ids(*TRAINING_SUBSETS))
     if source == "dataset":

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import OnPointError
 from ..io import read_stage_table
-from ..teachers.runner import read_cached_cas
+from ..data.tables import read_cached_cas
 from .targets import resample_cas
 
 

@@ -54,7 +54,7 @@ def total_loss(out, batch, variant, weights):
     """(weighted total, {term: float or None}); weights: alpha, beta, gamma, delta and the L1 scale
     `regression` inside L_ins (1 when absent)."""
     terms = {
-        "ins": instance_loss(out, batch, weights.get("regression", 1.0)) if variant.instance_targets else None,
+        "ins": instance_loss(out, batch, weights["regression"]) if variant.instance_targets else None,
         "cass": cass_loss(out, batch) if variant.cass else None,
         "ant": anticipation_loss(out, batch) if variant.anticipation else None,
         "pnt": point_loss(out, batch) if variant.points else None,

@@ -20,10 +20,21 @@ from torch import nn
 CALIBRATION_EPS = 1e-6
 
 
-def model_config(num_classes, feature_dim, streams, window, anchors, anticipation, student_cfg, calibration=True):
-    """The network's plain-dict config from the dataset facts and the `student` params section."""
-    d_model = int(student_cfg["d_model"])
-    ffn = student_cfg.get("ffn_dim") or 4 * d_model
+SIZE_KEYS = ("d_model", "ffn_dim", "encoder_layers", "encoder_heads", "decoder_layers", "decoder_heads",
+             "dropout", "position_dropout")
+
+
+def network_sizes(student_cfg):
+    """The keys of the student settings (config.StudentCfg) that shape the network."""
+    return {key: getattr(student_cfg, key) for key in SIZE_KEYS}
+
+
+def model_config(num_classes, feature_dim, streams, window, anchors, anticipation, *, d_model, ffn_dim,
+                 encoder_layers, encoder_heads, decoder_layers, decoder_heads, dropout, position_dropout,
+                 calibration=True):
+    """The network's plain-dict config from the dataset facts and the network sizes; stored in
+    the checkpoint, so it holds plain types only (every value explicit: no defaults here)."""
+    d_model = int(d_model)
     return {
         "num_classes": int(num_classes),
         "feature_dim": int(feature_dim),
@@ -32,13 +43,13 @@ def model_config(num_classes, feature_dim, streams, window, anchors, anticipatio
         "anchors": [int(a) for a in anchors],
         "anticipation": int(anticipation),
         "d_model": d_model,
-        "encoder_layers": int(student_cfg["encoder_layers"]),
-        "encoder_heads": int(student_cfg["encoder_heads"]),
-        "decoder_layers": int(student_cfg["decoder_layers"]),
-        "decoder_heads": int(student_cfg["decoder_heads"]),
-        "ffn_dim": int(ffn),
-        "dropout": float(student_cfg.get("dropout", 0.1)),
-        "position_dropout": float(student_cfg.get("position_dropout", 0.3)),
+        "encoder_layers": int(encoder_layers),
+        "encoder_heads": int(encoder_heads),
+        "decoder_layers": int(decoder_layers),
+        "decoder_heads": int(decoder_heads),
+        "ffn_dim": int(ffn_dim),
+        "dropout": float(dropout),
+        "position_dropout": float(position_dropout),
         "calibration": bool(calibration),
     }
 

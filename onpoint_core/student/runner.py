@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..teachers.runner import read_points
+from ..data.tables import read_points
+from ..runtime import pick_device
 from .checkpoint import save_student
 from .inputs import read_pseudo_segments, student_videos
-from .model import OnlineStudent, count_parameters, flops_per_step, model_config
+from .model import OnlineStudent, count_parameters, flops_per_step, model_config, network_sizes
 from .training import TERMS, train_student
 from .variants import variant as variant_named
 from .windows import WindowData
@@ -22,30 +23,24 @@ from .windows import WindowData
 TRAIN_SUBSETS = ("train",)        # `val` stays out of training (held out for selection and reporting)
 
 
-def pick_device(local_rank=None):
-    if torch.cuda.is_available():
-        return torch.device("cuda", local_rank or 0)
-    return torch.device("cpu")
-
-
 def loss_weights(cfg):
-    weights = dict(cfg["student"]["loss_weights"])
-    weights["gamma"] = float(cfg["data"]["gamma"])
-    return weights
+    """alpha, beta, delta, regression from `student.loss_weights`; gamma (L_ant) from the dataset entry."""
+    return {**cfg.student.loss_weights.as_dict(), "gamma": float(cfg.data.gamma)}
 
 
 def build_model(cfg, dataset, variant):
-    data = cfg["data"]
+    """cfg: the student_train stage's params (`data`: StudentData, `student`: StudentCfg)."""
+    data = cfg.data
     config = model_config(dataset.num_classes, dataset.meta["feature_dim"], dataset.meta.get("streams", 1),
-                          data["window"], data["anchors"], data["anticipation"], cfg["student"],
+                          data.window, data.anchors, data.anticipation, **network_sizes(cfg.student),
                           calibration=variant.calibration)
-    torch.manual_seed(int(cfg["student"]["seed"]))
+    torch.manual_seed(int(cfg.student.seed))
     return OnlineStudent(config)
 
 
 def gather_inputs(cfg, dataset, paths, subsets=TRAIN_SUBSETS):
     """The StudentVideos of the run named by student.run, reading only what that run may read."""
-    variant = variant_named(cfg["student"]["run"])
+    variant = variant_named(cfg.student.run)
     points = read_points(paths["points"]) if variant.points else None
     pseudo = read_pseudo_segments(paths["pseudo"]) if variant.instance_targets == "pseudo" else None
     teacher_cache = paths["teacher_cache"] if (variant.cass or variant.anticipation) else None
@@ -67,27 +62,27 @@ def train(cfg, dataset, paths, *, rank=0, world_size=1, device=None, progress=Tr
     """Train the run's student; returns (model, variant, history, summary)."""
     device = device or pick_device()
     variant, videos = gather_inputs(cfg, dataset, paths)
-    data_cfg = cfg["data"]
-    windows = WindowData(videos, dataset.num_classes, data_cfg["window"], data_cfg["anchors"],
-                         data_cfg["anticipation"], device=device)
+    data_cfg = cfg.data
+    windows = WindowData(videos, dataset.num_classes, data_cfg.window, list(data_cfg.anchors),
+                         data_cfg.anticipation, device=device)
     model = build_model(cfg, dataset, variant).to(device)
     fingerprint = {"inputs": inputs_fingerprint(videos), "model": json.dumps(model.config, sort_keys=True),
-                   "student": json.dumps(cfg["student"], sort_keys=True, default=str),
-                   "gamma": float(data_cfg["gamma"]), "world_size": world_size}
+                   "student": json.dumps(cfg.student.as_dict(), sort_keys=True, default=str),
+                   "train_stride": data_cfg.train_stride, "gamma": float(data_cfg.gamma), "world_size": world_size}
     began = time.perf_counter()
     history, throughput = train_student(
-        model, windows, variant, cfg["student"], loss_weights(cfg), device, fingerprint=fingerprint,
-        resume_path=paths.get("resume"), checkpoint_every=int(cfg["student"].get("checkpoint_every", 200)),
+        model, windows, variant, cfg.student, loss_weights(cfg), device, train_stride=data_cfg.train_stride,
+        fingerprint=fingerprint, resume_path=paths.get("resume"), checkpoint_every=cfg.student.checkpoint_every,
         progress=progress, rank=rank, world_size=world_size, on_epoch=on_epoch, on_batch=on_batch)
     seconds = time.perf_counter() - began
     last_epoch = [row for row in history if row["kind"] == "epoch"][-1]
     summary = {
-        "run": cfg["student"]["run"],
+        "run": cfg.student.run,
         "variant": variant.as_dict(),
         "train_videos": len(videos),
         "train_steps": len(windows),
-        "windows_per_epoch": len(windows) // int(cfg["student"].get("train_stride", 1)),
-        "epochs": int(cfg["student"]["epochs"]),
+        "windows_per_epoch": len(windows) // data_cfg.train_stride,
+        "epochs": cfg.student.epochs,
         "final_loss": last_epoch["loss"],
         **{f"final_{k}": last_epoch[k] for k in TERMS},
         "windows_per_second": throughput["windows_per_second"],
@@ -102,8 +97,8 @@ def train(cfg, dataset, paths, *, rank=0, world_size=1, device=None, progress=Tr
 
 def save(path, model, dataset, cfg, variant, summary):
     rate = float(np.median(dataset.videos.n_steps / dataset.videos.duration))
-    save_student(path, model, dataset.classes, cfg["student"]["run"], variant.as_dict(), rate,
-                 extra={"dataset": cfg["dataset"], "final_loss": summary["final_loss"]})
+    save_student(path, model, dataset.classes, cfg.student.run, variant.as_dict(), rate,
+                 extra={"dataset": cfg.dataset_name, "final_loss": summary["final_loss"]})
 
 
 def curves(history):

@@ -18,10 +18,11 @@ import torch
 from tqdm import tqdm
 
 from ..errors import OnPointError
-from ..io import atomic_file
+from ..resume import read_resume_file, write_resume_file
 from .losses import total_loss
 
 TERMS = ("ins", "cass", "ant", "pnt")
+RESUME_FORMAT = "onpoint.student-resume/1"
 
 
 def _resume_key(fingerprint):
@@ -31,6 +32,7 @@ def _resume_key(fingerprint):
 def save_resume(path, model, optimizer, scheduler, epoch, batch_in_epoch, history, fingerprint, sums=None):
     model = getattr(model, "module", model)
     payload = {
+        "format": RESUME_FORMAT,
         "sums": dict(sums or {}),
         "fingerprint": _resume_key(fingerprint),
         "model": model.state_dict(),
@@ -42,39 +44,33 @@ def save_resume(path, model, optimizer, scheduler, epoch, batch_in_epoch, histor
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
-    with atomic_file(path, "wb") as handle:
-        torch.save(payload, handle)
+    write_resume_file(path, payload)
 
 
 def load_resume(path, fingerprint):
-    """The resume payload if `path` exists and was made by the same data and params, else None."""
+    """The resume payload if `path` exists and was made by the same data and params, else None
+    (a file from other data or params is refused, naming what differs)."""
     if path is None or not path.exists():
         return None
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise OnPointError(f"{path}: unreadable resume file ({exc.__class__.__name__}); delete it to start over") from None
-    if payload.get("fingerprint") != _resume_key(fingerprint):
-        raise OnPointError(f"{path}: resume file from another run (different data or params); delete it to start over")
-    return payload
+    return read_resume_file(path, RESUME_FORMAT, _resume_key(fingerprint))
 
 
-def train_student(model, data, variant, cfg, weights, device, *, fingerprint=None, resume_path=None,
-                  checkpoint_every=200, progress=True, rank=0, world_size=1, on_epoch=None, on_batch=None):
-    """Train in place. cfg: the student params (batch_size, lr, weight_decay, epochs, lr_step,
-    lr_gamma, seed, train_stride). `on_epoch` / `on_batch` are called with each history row after
-    its resume save (rank 0). Returns (history rows, throughput dict)."""
-    batch_size = int(cfg["batch_size"])
+def train_student(model, data, variant, cfg, weights, device, *, train_stride, fingerprint=None, resume_path=None,
+                  checkpoint_every, progress=True, rank=0, world_size=1, on_epoch=None, on_batch=None):
+    """Train in place. cfg: the typed student settings (config.StudentCfg); train_stride: the
+    dataset's (every n-th step per epoch). `on_epoch` / `on_batch` are called with each history
+    row after its resume save (rank 0). Returns (history rows, throughput dict)."""
+    batch_size = int(cfg.batch_size)
     if batch_size % world_size:
         raise OnPointError(f"params.yaml: student.batch_size {batch_size} is not divisible by processes {world_size}")
     per_rank = batch_size // world_size
-    epochs, stride, seed = int(cfg["epochs"]), int(cfg.get("train_stride", 1)), int(cfg["seed"])
+    epochs, stride, seed = int(cfg.epochs), int(train_stride), int(cfg.seed)
     core = model
     if world_size > 1:
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
-    optimizer = torch.optim.Adam(core.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=int(cfg["lr_step"]), gamma=float(cfg["lr_gamma"]))
+    optimizer = torch.optim.Adam(core.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
     use_amp = device.type == "cuda"
     active = {"ins": bool(variant.instance_targets), "cass": variant.cass, "ant": variant.anticipation,
               "pnt": variant.points}

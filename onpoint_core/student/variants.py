@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from ..config import RUN_NAMES
+
 
 @dataclass(frozen=True)
 class Variant:
@@ -46,6 +48,9 @@ RUNS = {
     "no_calibration": Variant(**{**_ONPOINT, "calibration": False}),
     "no_point_supervision": Variant(**{**_ONPOINT, "points": False}),
 }
+
+
+assert tuple(RUNS) == RUN_NAMES, "config.RUN_NAMES must list the runs defined here"
 
 
 def variant(name, source="params.yaml"):

@@ -8,12 +8,11 @@ Times here are in the teacher's steps; the stages convert to seconds with n_step
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
-import torch
 
-from ..errors import fail
-from ..io import atomic_file
+from ..resume import read_resume_file, write_resume_file  # noqa: F401  (the teachers' resume files)
 
 
 @dataclass
@@ -30,6 +29,27 @@ class TeacherVideo:
         return int(self.features.shape[0])
 
 
+class Teacher(Protocol):
+    """What the stages call on a teacher (HRProTeacher, TSASPCTeacher): no caller branches on the kind.
+
+    The constructor takes (num_classes, feature_dim, train settings); the training settings are
+    all a teacher keeps. Post-processing settings are arguments: `proposals` (shared by
+    detections and pseudo segments), `detect` and `pseudo` (config.<Kind>Proposals/Detect/Pseudo).
+    Arrays are in the teacher's steps; rows are (label, start, end, score, point), end exclusive.
+    """
+
+    def fit(self, videos, log=None, progress=True, checkpoint=None) -> list: ...
+    def predict_cas_batch(self, features_list, batch) -> list: ...
+    def video_scores(self, cas, detect) -> np.ndarray: ...
+    def detect(self, cas, proposals, detect, class_ratio=None) -> np.ndarray: ...
+    def pseudo_segments(self, cas, point_steps, point_labels, proposals, pseudo) -> np.ndarray: ...
+    def training_report(self) -> dict: ...
+    def state_dict(self) -> dict: ...
+
+    @classmethod
+    def from_state(cls, state): ...
+
+
 # A teacher detection / pseudo segment, in steps: end is exclusive (start <= t < end).
 SEGMENT_FIELDS = ("label", "start", "end", "score", "point")
 
@@ -39,30 +59,3 @@ def segments_array(rows):
     if not len(rows):
         return np.zeros((0, 5), dtype=np.float64)
     return np.asarray(rows, dtype=np.float64).reshape(-1, 5)
-
-
-def write_resume_file(path, state):
-    """Save a teacher's training state atomically (plain types and CPU tensors only)."""
-    with atomic_file(path, "wb") as handle:
-        torch.save(state, handle)
-
-
-def read_resume_file(path, tag, fingerprint):
-    """A teacher's resume file at `path`, checked against this fit's inputs.
-
-    `tag` names the teacher's format (stored under "format"). An unreadable file, another
-    format, or a file made from other inputs is refused with a one-line OnPointError rather
-    than overwritten: it may hold a long run.
-    """
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one-line error
-        fail(path, f"cannot read the resume file ({type(exc).__name__}: {exc}); delete it to start afresh")
-    if not isinstance(state, dict) or state.get("format") != tag:
-        fail(path, f"not a resume file of format {tag!r}; delete it to start afresh")
-    saved = state.get("fingerprint") or {}
-    differ = sorted(k for k in fingerprint.keys() | saved.keys() if saved.get(k) != fingerprint.get(k))
-    if differ:
-        fail(path, f"resume file ({tag}) was made from other inputs (differs in: {', '.join(differ)}); "
-                   "delete it to start afresh")
-    return state

@@ -11,7 +11,7 @@ nn.MultiheadAttention, residual + LayerNorm, FFN D->ffn_dim->D, residual + Layer
 tokens -> Conv1d(k=3)+ReLU = embedding -> dropout, Conv1d(D->C+1, k=1, no bias), sigmoid.
 Fused CAS = [cas * (1 - bkg), bkg].
 
-Choices where METHOD.md is silent (all parameters, defaults in `DEFAULTS`):
+Choices where METHOD.md is silent (every setting is a key of params.yaml `hrpro`):
 - Batches pad to the longest video with a mask: padded steps are never keys in attention, are
   zeroed before the k=3 conv (so a video's CAS does not depend on its batch mates) and never enter
   seeds or losses. Batches are drawn epoch-wise: a seeded permutation of the training videos is cut
@@ -46,9 +46,7 @@ Choices where METHOD.md is silent (all parameters, defaults in `DEFAULTS`):
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import os
 from pathlib import Path
 
 import numpy as np
@@ -56,106 +54,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ParamsError
+from ..config import HRProDetect, HRProProposals, HRProPseudo, HRProTrain, ParamsError, build
 from ..errors import OnPointError, fail
+from ..runtime import deterministic as _deterministic
+from ..runtime import pick_device
+from ..runtime import seeded as _seeded
 from .base import TeacherVideo, read_resume_file, write_resume_file
 from .proposals import cas_proposals, nms, reliable_proposals, threshold_grid, topk_video_scores
 
-FORMAT = "onpoint.hrpro-teacher/1"
-RESUME_FORMAT = "onpoint.hrpro-resume/1"
-
-# cuBLAS only has deterministic kernels when this is set before its first use (CUDA only; a no-op on CPU).
-os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-
-# Keys METHOD.md does not fix; params.yaml may set them under `hrpro`.
-DEFAULTS = {
-    "layers": 2,               # reliability-aware attention blocks
-    "oic_outer": 0.25,         # flank width of the outer-inner contrast, x proposal length
-    "nms_sigma": 0.3,          # Gaussian soft-NMS in `detect` (null -> hard NMS)
-    "nms_iou": 0.5,            # hard-NMS threshold when nms_sigma is null
-    "max_detections": None,    # keep the top-N detections per video (None: all)
-    "reliable_min_score": None,  # pseudo segments need a score above this (None: any, METHOD.md)
-    "max_train_steps": None,   # random crop of longer training videos (None: whole videos, HR-Pro)
-    "sub_batches": 1,          # split each iteration's length-sorted batch into this many padded
-                               # sub-batches (gradients accumulate; same loss): less padding, ~1.5x
-                               # faster on CPU with 4; 1 = one padded batch
-    "predict_batch": 16,       # videos per padded batch at prediction time
-    "video_topk_divisor": 8,   # video-level class score = mean of the top T/8 CAS values
-    "video_class_ratio": 0.8,  # `detect` proposes classes scoring >= this x the top class (the
-                               # teacher_cache stage chooses it on the val split's points instead)
-}
-REQUIRED = ("seed", "lr", "weight_decay", "videos_per_iteration", "iterations", "embed_dim", "heads",
-            "attention_dropout", "ffn_dim", "ffn_dropout", "classifier_dropout", "prototype_momentum",
-            "temperature", "bkg_seed_threshold", "action_seed_threshold", "loss_weights",
-            "cas_thresholds", "actionness_thresholds", "upsample", "instance_refinement")
-
-
-def device():
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _effective_cfg(cfg):
-    """The `hrpro` section with defaults filled in and checked; errors name the params key."""
-    if not isinstance(cfg, dict):
-        raise ParamsError(f"params.yaml: hrpro: expected a mapping, got {type(cfg).__name__}")
-    out = copy.deepcopy(DEFAULTS)
-    out.update(copy.deepcopy(cfg))
-    for key in REQUIRED:
-        if key not in out:
-            raise ParamsError(f"params.yaml: hrpro.{key}: missing")
-    if out["instance_refinement"]:
-        raise ParamsError("params.yaml: hrpro.instance_refinement: HR-Pro's instance-level stage is not "
-                          "implemented in this teacher; set it to false")
-    if out["embed_dim"] % out["heads"]:
-        raise ParamsError(f"params.yaml: hrpro.embed_dim: {out['embed_dim']} must be divisible by "
-                          f"hrpro.heads={out['heads']}")
-    for key in ("point", "background", "contrast"):
-        if key not in out["loss_weights"]:
-            raise ParamsError(f"params.yaml: hrpro.loss_weights.{key}: missing")
-    for key in ("cas_thresholds", "actionness_thresholds"):
-        try:
-            threshold_grid(out[key])
-        except (TypeError, ValueError) as exc:
-            raise ParamsError(f"params.yaml: hrpro.{key}: {exc}") from None
-    for key in ("layers", "sub_batches", "predict_batch"):
-        value = out[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ParamsError(f"params.yaml: hrpro.{key}: must be a positive integer, got {value!r}")
-    ratio = out["video_class_ratio"]
-    if ratio != "auto" and (isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio <= 1):
-        raise ParamsError(f"params.yaml: hrpro.video_class_ratio: must be 'auto' or a number in [0, 1], got {ratio!r}")
-    if out["max_train_steps"] is not None and int(out["max_train_steps"]) < 1:
-        raise ParamsError("params.yaml: hrpro.max_train_steps: must be a positive integer or null")
-    return out
-
-
-@contextlib.contextmanager
-def _deterministic():
-    """Deterministic kernels while the teacher runs, restoring the caller's global settings after."""
-    prev = torch.are_deterministic_algorithms_enabled()
-    prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    prev_cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
-    prev_fill = torch.utils.deterministic.fill_uninitialized_memory
-    torch.use_deterministic_algorithms(True, warn_only=True)   # warn, not fail, where CUDA has no such kernel
-    # Filling every torch.empty with NaN costs ~15% on CPU and buys nothing here (we never read it).
-    torch.utils.deterministic.fill_uninitialized_memory = False
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(prev, warn_only=prev_warn)
-        torch.utils.deterministic.fill_uninitialized_memory = prev_fill
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = prev_cudnn
-
-
-@contextlib.contextmanager
-def _seeded(seed):
-    """Fork the global torch RNGs (restored on exit, so callers keep theirs) and seed them."""
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(int(seed))
-        yield
-
+FORMAT = "onpoint.hrpro-teacher/2"     # /2: the checkpoint stores training settings only
+RESUME_FORMAT = "onpoint.hrpro-resume/2"
+PROTOTYPE_BATCH = 16   # videos per padded eval batch when prototypes start (padding never changes results)
 
 # ---------------------------------------------------------------------------------------------
 # Model
@@ -204,14 +113,13 @@ class _ReliabilityAwareBlock(nn.Module):
 class _SnippetModel(nn.Module):
     def __init__(self, num_classes, feature_dim, cfg):
         super().__init__()
-        dim = int(cfg["embed_dim"])
+        dim = int(cfg.embed_dim)
         self.project = nn.Linear(feature_dim, dim) if feature_dim != dim else nn.Identity()   # 1x1 conv
         self.blocks = nn.ModuleList(
-            _ReliabilityAwareBlock(dim, int(cfg["heads"]), float(cfg["attention_dropout"]),
-                                   int(cfg["ffn_dim"]), float(cfg["ffn_dropout"]))
-            for _ in range(int(cfg["layers"])))
+            _ReliabilityAwareBlock(dim, cfg.heads, cfg.attention_dropout, cfg.ffn_dim, cfg.ffn_dropout)
+            for _ in range(cfg.layers))
         self.embed = nn.Sequential(nn.Conv1d(dim, dim, 3, padding=1), nn.ReLU())
-        self.classifier = nn.Sequential(nn.Dropout(float(cfg["classifier_dropout"])),
+        self.classifier = nn.Sequential(nn.Dropout(cfg.classifier_dropout),
                                         nn.Conv1d(dim, num_classes + 1, 1, bias=False))
         # Class prototypes: model state (saved, used as tokens) but outside gradient descent.
         self.register_buffer("prototypes", torch.zeros(num_classes, dim))
@@ -351,19 +259,19 @@ def _to_cpu(obj):
 class HRProTeacher:
     """Point-supervised HR-Pro snippet-level teacher; all times in the teacher's steps."""
 
-    def __init__(self, num_classes: int, feature_dim: int, cfg: dict):
+    def __init__(self, num_classes: int, feature_dim: int, cfg: HRProTrain):
         self.num_classes = int(num_classes)
         self.feature_dim = int(feature_dim)
         if self.num_classes < 1 or self.feature_dim < 1:
             raise OnPointError(f"hrpro teacher: need num_classes >= 1 and feature_dim >= 1, "
                                f"got {num_classes} and {feature_dim}")
-        self.cfg = _effective_cfg(cfg)
-        self.device = device()
-        with _seeded(self.cfg["seed"]):
-            self.model = _SnippetModel(self.num_classes, self.feature_dim, self.cfg)
+        if not isinstance(cfg, HRProTrain):
+            raise TypeError(f"hrpro teacher: cfg must be an HRProTrain, got {type(cfg).__name__}")
+        self.cfg = cfg                   # training settings only: post-processing is passed per call
+        self.device = pick_device()
+        with _seeded(cfg.seed):
+            self.model = _SnippetModel(self.num_classes, self.feature_dim, cfg)
         self.model.to(self.device)
-        self.cas_thresholds = threshold_grid(self.cfg["cas_thresholds"])
-        self.actionness_thresholds = threshold_grid(self.cfg["actionness_thresholds"])
 
     # ---- input checks -----------------------------------------------------------------------
     def _check_features(self, features, video=None):
@@ -400,12 +308,12 @@ class HRProTeacher:
         return batch, valid, lengths
 
     @torch.no_grad()
-    def _forward_eval(self, features_list):
+    def _forward_eval(self, features_list, batch=PROTOTYPE_BATCH):
         """Eval-mode forward of many videos in padded batches of similar length -> [(cas, emb)]."""
         self.model.eval()
         order = np.argsort([f.shape[0] for f in features_list], kind="stable")
         out = [None] * len(features_list)
-        size = max(int(self.cfg["predict_batch"]), 1)
+        size = max(int(batch), 1)
         for i in range(0, len(order), size):
             idx = order[i:i + size]
             batch, valid, lengths = self._pad([features_list[j] for j in idx])
@@ -436,7 +344,7 @@ class HRProTeacher:
         for steps, labels in points:
             digest.update(np.int64(steps.size).tobytes() + steps.tobytes() + labels.tobytes())
         return {"num_classes": self.num_classes, "feature_dim": self.feature_dim,
-                "cfg": copy.deepcopy(self.cfg), "n_videos": len(videos),
+                "cfg": self.cfg.as_dict(), "n_videos": len(videos),
                 "video_ids": [str(v.video_id) for v in videos],
                 "n_steps": [int(np.asarray(v.features).shape[0]) for v in videos],
                 "points_sha256": digest.hexdigest()}
@@ -473,14 +381,14 @@ class HRProTeacher:
             points.append(self._check_points(v.point_steps, v.point_labels, f.shape[0], v.video_id))
         if not any(s.size for s, _ in points):
             raise OnPointError("hrpro teacher: no training video has a point")
-        crop = cfg["max_train_steps"]
+        crop = cfg.max_train_steps
         crop = int(crop) if crop is not None else None
-        batch_size = min(int(cfg["videos_per_iteration"]), len(videos))
-        sub_batches = max(int(cfg["sub_batches"]), 1)
-        momentum = float(cfg["prototype_momentum"])
+        batch_size = min(cfg.videos_per_iteration, len(videos))
+        sub_batches = cfg.sub_batches
+        momentum = cfg.prototype_momentum
         c = self.num_classes
         history = []
-        total = int(cfg["iterations"])
+        total = cfg.iterations
         every = int(checkpoint_every)
         if checkpoint is not None:
             if isinstance(checkpoint_every, bool) or every < 1:
@@ -490,10 +398,10 @@ class HRProTeacher:
             resume = read_resume_file(checkpoint, RESUME_FORMAT, fingerprint) if checkpoint.exists() else None
         else:
             resume = None
-        with _deterministic(), _seeded(cfg["seed"]):
-            rng = np.random.default_rng(int(cfg["seed"]))
+        with _deterministic(), _seeded(cfg.seed):
+            rng = np.random.default_rng(cfg.seed)
             params = [p for p in self.model.parameters() if p.requires_grad]
-            optimizer = torch.optim.Adam(params, lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
+            optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
             queue = np.zeros(0, dtype=np.int64)
             if resume is not None:                        # continue exactly where the file left off
                 self.model.load_state_dict(resume["model"])
@@ -575,7 +483,7 @@ class HRProTeacher:
             point_target[row, steps, labels] = 1.0
             point_weight[row, steps] = 1.0
             a, s = select_seeds(bkg[row, :lengths[row]], steps, labels, c,
-                                cfg["bkg_seed_threshold"], cfg["action_seed_threshold"])
+                                cfg.bkg_seed_threshold, cfg.action_seed_threshold)
             act_seed[row, :lengths[row]] = a
             bkg_seed[row, :lengths[row]] = s
         bkg_target = torch.zeros(c + 1, **to)
@@ -584,10 +492,10 @@ class HRProTeacher:
         act_seed_t = torch.as_tensor(act_seed, **to)
         loss_point = _focal_bce(cas, torch.as_tensor(point_target, **to), torch.as_tensor(point_weight, **to))
         loss_bkg = _focal_bce(cas, bkg_target.expand_as(cas), bkg_seed_t.to(cas.dtype))
-        loss_con = _contrastive(emb, self.model.prototypes, act_seed_t, bkg_seed_t, float(cfg["temperature"]))
+        loss_con = _contrastive(emb, self.model.prototypes, act_seed_t, bkg_seed_t, cfg.temperature)
         loss_point, loss_bkg, loss_con = (x / batch_size for x in (loss_point, loss_bkg, loss_con))
-        w = cfg["loss_weights"]
-        loss = float(w["point"]) * loss_point + float(w["background"]) * loss_bkg + float(w["contrast"]) * loss_con
+        w = cfg.loss_weights
+        loss = w.point * loss_point + w.background * loss_bkg + w.contrast * loss_con
         with torch.no_grad():
             a = act_seed_t.to(emb.dtype)
             sums = torch.einsum("btc,btd->cd", a, emb.detach())
@@ -609,13 +517,14 @@ class HRProTeacher:
         """Fused CAS T x (C+1) (background last), eval mode."""
         return self.predict_cas_batch([features])[0]
 
-    def predict_cas_batch(self, features_list) -> list[np.ndarray]:
-        """Fused CAS of many videos in padded batches (padding never changes a video's result)."""
+    def predict_cas_batch(self, features_list, batch=PROTOTYPE_BATCH) -> list[np.ndarray]:
+        """Fused CAS of many videos in padded batches of `batch` videos (padding never changes a
+        video's result; `detect.predict_batch` sets it when caching)."""
         feats = [self._check_features(f) for f in features_list]
         if not feats:
             return []
         with _deterministic():
-            outs = self._forward_eval(feats)
+            outs = self._forward_eval(feats, batch)
         return [cas.float().cpu().numpy() for cas, _ in outs]
 
     def _check_cas(self, cas):
@@ -624,15 +533,17 @@ class HRProTeacher:
             raise OnPointError(f"hrpro teacher: CAS must be T x {self.num_classes + 1}, got shape {cas.shape}")
         return cas
 
-    def _proposals(self, cas, classes):
-        return cas_proposals(cas[:, :-1], 1.0 - cas[:, -1], classes, self.cas_thresholds,
-                             self.actionness_thresholds, int(self.cfg["upsample"]), float(self.cfg["oic_outer"]))
+    @staticmethod
+    def _proposals(cas, classes, proposals: HRProProposals):
+        return cas_proposals(cas[:, :-1], 1.0 - cas[:, -1], classes, threshold_grid(list(proposals.cas_thresholds)),
+                             threshold_grid(list(proposals.actionness_thresholds)), proposals.upsample,
+                             proposals.oic_outer)
 
-    def video_scores(self, cas: np.ndarray) -> np.ndarray:
+    def video_scores(self, cas: np.ndarray, detect: HRProDetect) -> np.ndarray:
         """Video-level class scores: mean of each class's top T/`video_topk_divisor` CAS values (C,)."""
-        return topk_video_scores(self._check_cas(cas)[:, :-1], self.cfg["video_topk_divisor"])
+        return topk_video_scores(self._check_cas(cas)[:, :-1], detect.video_topk_divisor)
 
-    def detect(self, cas: np.ndarray, class_ratio=None) -> np.ndarray:
+    def detect(self, cas: np.ndarray, proposals: HRProProposals, detect: HRProDetect, class_ratio=None) -> np.ndarray:
         """Offline detections N x 5 (label, start, end, score, nan), highest score first.
 
         As in weakly/point-supervised TAL practice, proposals are made only for the classes the
@@ -642,42 +553,51 @@ class HRProTeacher:
         comparable across videos. Then class-wise (soft-)NMS.
         """
         cas = self._check_cas(cas)
-        ratio = self.cfg["video_class_ratio"] if class_ratio is None else class_ratio
+        ratio = detect.video_class_ratio if class_ratio is None else class_ratio
         if ratio == "auto":
             raise OnPointError("hrpro teacher: video_class_ratio is 'auto': pass the ratio chosen on the "
                                "validation videos (teachers.runner.choose_class_ratio)")
         ratio = float(ratio)
-        scores = self.video_scores(cas)
+        scores = self.video_scores(cas, detect)
         classes = np.flatnonzero(scores >= ratio * scores.max())
-        props = self._proposals(cas, classes)
+        props = self._proposals(cas, classes, proposals)
         props[:, 3] *= scores[props[:, 0].astype(np.int64)]
-        sigma = self.cfg["nms_sigma"]
-        kept = nms(props, iou_threshold=float(self.cfg["nms_iou"]), sigma=None if sigma is None else float(sigma))
-        if self.cfg["max_detections"] is not None:
-            kept = kept[:int(self.cfg["max_detections"])]
+        sigma = detect.nms_sigma
+        kept = nms(props, iou_threshold=detect.nms_iou, sigma=None if sigma is None else float(sigma))
+        if detect.max_detections is not None:
+            kept = kept[:detect.max_detections]
         return np.concatenate([kept, np.full((kept.shape[0], 1), np.nan)], axis=1)
 
-    def pseudo_segments(self, cas, point_steps, point_labels) -> np.ndarray:
+    def pseudo_segments(self, cas, point_steps, point_labels, proposals: HRProProposals,
+                        pseudo: HRProPseudo) -> np.ndarray:
         """Reliable proposal per point -> N x 5 (label, start, end, score, point_step); see proposals.reliable_proposals."""
         cas = self._check_cas(cas)
         steps, labels = self._check_points(point_steps, point_labels, cas.shape[0])
         if not steps.size:
             return np.zeros((0, 5))
-        props = self._proposals(cas, np.unique(labels))
-        return reliable_proposals(props, steps, labels, self.cfg["reliable_min_score"])
+        props = self._proposals(cas, np.unique(labels), proposals)
+        return reliable_proposals(props, steps, labels, pseudo.reliable_min_score)
+
+    def training_report(self) -> dict:
+        """Facts about training beyond the loss curve (none for HR-Pro)."""
+        return {}
 
     # ---- checkpoints ------------------------------------------------------------------------
     def state_dict(self) -> dict:
         """Plain types + CPU tensors: loads with torch.load(weights_only=True)."""
         return {"format": FORMAT, "num_classes": self.num_classes, "feature_dim": self.feature_dim,
-                "cfg": copy.deepcopy(self.cfg),
+                "cfg": self.cfg.as_dict(),
                 "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}}
 
     @classmethod
     def from_state(cls, state) -> "HRProTeacher":
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise OnPointError(f"hrpro teacher: not a checkpoint of format {FORMAT!r}")
-        teacher = cls(state["num_classes"], state["feature_dim"], state["cfg"])
+        try:
+            cfg = build(HRProTrain, state["cfg"], "checkpoint", "hrpro.train")
+        except ParamsError as exc:
+            raise OnPointError(f"hrpro teacher: checkpoint settings do not fit this version ({exc})") from None
+        teacher = cls(state["num_classes"], state["feature_dim"], cfg)
         teacher.model.load_state_dict(state["model"])
         teacher.model.eval()
         return teacher

@@ -6,19 +6,18 @@ by the metrics functions of this module, never by training, caching or pseudo-la
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm
 
+
 from ..errors import OnPointError
 from ..evaluation import evaluate_detections, frame_accuracy, segment_quality
-from ..io import atomic_file, read_stage_table
+from ..io import atomic_file
 from .base import TeacherVideo
 from .hrpro import HRProTeacher
-from .proposals import topk_video_scores
 from .tsaspc import TSASPCTeacher
 
 TEACHERS = {"hrpro": HRProTeacher, "tsaspc": TSASPCTeacher}
@@ -55,6 +54,7 @@ def teacher_videos(dataset, points, subsets):
 
 
 def build_teacher(kind, dataset, cfg):
+    """A fresh teacher of `kind` for the dataset's teacher features; cfg: its typed training settings."""
     feature_dim = int(dataset.meta.get("teacher_feature_dim", dataset.meta["feature_dim"]))
     return TEACHERS[kind](dataset.num_classes, feature_dim, cfg)
 
@@ -81,40 +81,15 @@ def load_checkpoint(path, dataset=None):
     return payload["kind"], TEACHERS[payload["kind"]].from_state(payload["state"])
 
 
-def video_scores(teacher, cas):
-    """Video-level class scores (C,): the teacher's own when it has them, else top-k means."""
-    if hasattr(teacher, "video_scores"):
-        return teacher.video_scores(cas)
-    return topk_video_scores(np.asarray(cas)[:, :-1])
-
-
-def read_points(path):
-    """The points table of the points stage, checked for the columns the teachers need."""
-    return read_stage_table(path, ("video_id", "label", "time"), "points file not found (run the points stage)")
-
-
-def read_cached_cas(cache_dir, video_ids):
-    """CAS of the given videos from the teacher_cache stage's folder: {video_id: T x (C+1)}."""
-    cas = {}
-    for video_id in video_ids:
-        path = Path(cache_dir) / "cas" / f"{video_id}.npy"
-        try:
-            cas[video_id] = np.load(path)
-        except FileNotFoundError:
-            raise OnPointError(f"{path}: cached CAS missing (run the teacher_cache stage)") from None
-        except ValueError as exc:
-            raise OnPointError(f"{path}: not a readable .npy file ({exc})") from None
-    return cas
-
-
-def run_teacher(teacher, dataset, batch_videos=8, progress=True):
+def run_teacher(teacher, dataset, batch_videos, progress=True):
     """Frozen teacher over every video, a batch of videos per forward pass: {video_id: CAS}."""
     ids = dataset.video_ids()
     cas = {}
     bar = tqdm(total=len(ids), desc="teacher CAS", disable=not progress)
     for begin in range(0, len(ids), batch_videos):
         chunk = ids[begin:begin + batch_videos]
-        outputs = teacher.predict_cas_batch([np.asarray(dataset.teacher_features(v), np.float32) for v in chunk])
+        outputs = teacher.predict_cas_batch([np.asarray(dataset.teacher_features(v), np.float32) for v in chunk],
+                                            batch_videos)
         cas.update(zip(chunk, outputs))
         bar.update(len(chunk))
     bar.close()
@@ -146,14 +121,16 @@ def to_seconds_table(dataset, rows_by_video, columns, point_in_seconds=False):
 CLASS_RATIO_CANDIDATES = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
-def choose_class_ratio(teacher, dataset, cas_by_video, points, subset="val"):
+def choose_class_ratio(teacher, dataset, cas_by_video, points, detect, subset="val"):
     """HR-Pro teacher: the video-level class ratio whose class sets best match the point classes.
 
     Chosen on the validation videos with their points only (mean F1 of the predicted class set
     against the classes of the video's points); never on the test split, never with segments.
     Returns (ratio, {ratio: F1}); the configured value when it is not 'auto' or there is no val.
     """
-    configured = teacher.cfg.get("video_class_ratio")
+    configured = getattr(detect, "video_class_ratio", None)
+    if configured is None:           # a teacher without a class ratio (TSASPC): nothing to choose
+        return None, {}
     videos = [v for v in dataset.video_ids(subset) if v in set(points.video_id)]
     if configured != "auto":
         return float(configured), {}
@@ -164,7 +141,7 @@ def choose_class_ratio(teacher, dataset, cas_by_video, points, subset="val"):
     for ratio in CLASS_RATIO_CANDIDATES:
         f1 = []
         for video_id in videos:
-            scores = teacher.video_scores(cas_by_video[video_id])
+            scores = teacher.video_scores(cas_by_video[video_id], detect)
             predicted = set(np.flatnonzero(scores >= ratio * scores.max()).tolist())
             hits = len(predicted & truth[video_id])
             f1.append(2 * hits / (len(predicted) + len(truth[video_id])))
@@ -173,13 +150,13 @@ def choose_class_ratio(teacher, dataset, cas_by_video, points, subset="val"):
     return best, table
 
 
-def detections(teacher, dataset, cas_by_video, **options):
+def detections(teacher, dataset, cas_by_video, proposals, detect, class_ratio=None):
     """The teacher's offline detections (no points needed), in seconds."""
-    rows = {vid: teacher.detect(cas, **options) for vid, cas in cas_by_video.items()}
+    rows = {vid: teacher.detect(cas, proposals, detect, class_ratio=class_ratio) for vid, cas in cas_by_video.items()}
     return to_seconds_table(dataset, rows, DETECTION_COLUMNS)
 
 
-def pseudo_segments(teacher, dataset, cas_by_video, points):
+def pseudo_segments(teacher, dataset, cas_by_video, points, proposals, pseudo):
     """Pseudo segments of the videos with points (train and val), in seconds.
 
     Their `point` column is the original time of the point the segment was chosen for (teachers
@@ -188,7 +165,8 @@ def pseudo_segments(teacher, dataset, cas_by_video, points):
     by_video = dict(list(points.groupby("video_id")))
     rows = {}
     for video in teacher_videos(dataset, points, POINT_SUBSETS):
-        found = teacher.pseudo_segments(cas_by_video[video.video_id], video.point_steps, video.point_labels)
+        found = teacher.pseudo_segments(cas_by_video[video.video_id], video.point_steps, video.point_labels,
+                                        proposals, pseudo)
         if len(found):
             # point_steps are sorted by time, so the first point on a step matches teacher_videos' order
             group = by_video[video.video_id].sort_values("time", kind="stable")
@@ -225,7 +203,7 @@ def offline_map(dataset, detected, subset="test", tious=(0.1, 0.2, 0.3, 0.4, 0.5
         return None
     result = evaluate_detections(gt, detected[detected.video_id.isin(videos)], tious,
                                  ambiguous=dataset.ambiguous, videos=videos)
-    keep = ("mAP", "average", "avg_0.1_0.5", "avg_0.3_0.7", "avg_0.1_0.7", "num_gt", "num_pred")
+    keep = ("mAP", "avg_0.1_0.5", "avg_0.3_0.7", "avg_0.1_0.7", "num_gt", "num_pred")
     return {k: result[k] for k in keep if k in result}
 
 

@@ -45,17 +45,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..config import ParamsError, TSASPCDetect, TSASPCProposals, TSASPCPseudo, TSASPCTrain, build
 from ..errors import fail
+from ..runtime import pick_device, seeded
 from . import clustering
 from .base import read_resume_file, segments_array, write_resume_file
 
 RESUME_FORMAT = "onpoint.tsaspc-resume/1"
 
 IGNORE = clustering.IGNORE
-
-
-def _device():
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 # --------------------------------------------------------------------------------------------
@@ -160,20 +158,20 @@ def cluster_loss(hidden, stamp_at, labelled):
 class TSASPCTeacher:
     """MS-TCN teacher trained from points by clustering pseudo labels (see module docstring)."""
 
-    def __init__(self, num_classes: int, feature_dim: int, cfg: dict):
+    def __init__(self, num_classes: int, feature_dim: int, cfg: TSASPCTrain):
+        if not isinstance(cfg, TSASPCTrain):
+            raise TypeError(f"tsaspc teacher: cfg must be a TSASPCTrain, got {type(cfg).__name__}")
         self.num_classes = int(num_classes)
         self.input_dim = int(feature_dim)
-        self.cfg = copy.deepcopy(dict(cfg))
-        self.device = _device()
+        self.cfg = cfg                   # training settings only: post-processing is passed per call
+        self.device = pick_device()
         self.typical_length = None
         self.report = {}
         self.initial_labels = {}
         self.labels = {}
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(self.cfg["seed"]))
-            self.model = MSTCN(self.input_dim, int(self.cfg["feature_dim"]), self.num_classes + 1,
-                               int(self.cfg["stages"]), int(self.cfg["layers"]), int(self.cfg["feature_maps"]),
-                               float(self.cfg["dropout"]), float(self.cfg["input_dropout"]))
+        with seeded(cfg.seed):
+            self.model = MSTCN(self.input_dim, cfg.feature_dim, self.num_classes + 1, cfg.stages, cfg.layers,
+                               cfg.feature_maps, cfg.dropout, cfg.input_dropout)
         self.model.to(self.device)
 
     # ---------------------------------------------------------------- pseudo labels
@@ -197,8 +195,8 @@ class TSASPCTeacher:
         cfg = self.cfg
         points = [self._check(v) for v in videos]
         self.typical_length = clustering.typical_action_length([p for p, _ in points])
-        use_bg = bool(cfg.get("background_stamps", False))
-        factor = float(cfg.get("background_gap_factor", 1.5))
+        use_bg = cfg.background_stamps
+        factor = cfg.background_gap_factor
         info = {}
         for video, (p, lab) in zip(videos, points):
             info[video.video_id] = clustering.pseudo_frame_labels(
@@ -285,16 +283,16 @@ class TSASPCTeacher:
 
     # ---------------------------------------------------------------- training
     def _losses(self, hidden, outputs, mask, tg):
-        w = self.cfg["loss_weights"]
+        w = self.cfg.loss_weights
         ce = sm = conf = outputs.new_zeros(())
         any_labelled = bool(tg["labelled"].sum() > 0)
         for logits in outputs:
             if any_labelled:
                 ce = ce + F.cross_entropy(logits, tg["target"], ignore_index=IGNORE)
-            sm = sm + smoothing_loss(logits, mask, float(self.cfg["smoothing_clamp"]))
+            sm = sm + smoothing_loss(logits, mask, float(self.cfg.smoothing_clamp))
             conf = conf + confidence_loss(logits, tg["away_cls"], tg["conf_ok"], tg["toward_cls"], tg["conf_ok"])
         cl = cluster_loss(hidden, tg["stamp_at"], tg["labelled"])
-        total = ce + float(w["smoothing"]) * sm + float(w["confidence"]) * conf + float(w["cluster"]) * cl
+        total = ce + w.smoothing * sm + w.confidence * conf + w.cluster * cl
         return total, {"loss_ce": ce, "loss_smoothing": sm, "loss_confidence": conf, "loss_cluster": cl}
 
     def _grow(self, video_ids, hidden, lengths):
@@ -329,9 +327,7 @@ class TSASPCTeacher:
             fail("teacher input", "duplicate video ids")
         cfg = self.cfg
         self.make_labels(videos)
-        epochs, growth = int(cfg["epochs"]), int(cfg["growth_epochs"])
-        bs = int(cfg["batch_size"])
-        seed = int(cfg["seed"])
+        epochs, growth, bs, seed = cfg.epochs, cfg.growth_epochs, cfg.batch_size, cfg.seed
         path = Path(checkpoint) if checkpoint is not None else None
         every = int(checkpoint_every)
         if path is not None and every < 1:
@@ -339,10 +335,9 @@ class TSASPCTeacher:
         fingerprint = self._fingerprint(videos) if path is not None else None
         resume = read_resume_file(path, RESUME_FORMAT, fingerprint) if path is not None and path.exists() else None
         rng = np.random.default_rng(seed)
-        opt = torch.optim.Adam(self.model.parameters(), lr=float(cfg["lr"]))
+        opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         history, done = [], 0
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed + 1)
+        with seeded(seed + 1):
             if resume is not None:
                 done, history = self._restore(resume, opt, rng)
             for epoch in tqdm(range(done + 1, epochs + 1), desc="tsaspc epochs", disable=not progress,
@@ -395,7 +390,7 @@ class TSASPCTeacher:
                 "points_sha256": points.hexdigest(),
                 "num_classes": self.num_classes,
                 "feature_dim": self.input_dim,
-                "cfg": json.dumps(self.cfg, sort_keys=True, default=str)}
+                "cfg": json.dumps(self.cfg.as_dict(), sort_keys=True, default=str)}
 
     def _write_resume(self, path, fingerprint, epoch, opt, rng, history):
         """Everything the epoch loop carries, as plain types and tensors, written atomically."""
@@ -435,11 +430,12 @@ class TSASPCTeacher:
 
     # ---------------------------------------------------------------- inference
     @torch.no_grad()
-    def predict_cas_batch(self, features_list):
-        """Per-frame softmax of the last stage (T x (C+1), background last) for many videos."""
+    def predict_cas_batch(self, features_list, batch=8):
+        """Per-frame softmax of the last stage (T x (C+1), background last) for many videos, in
+        padded batches of `batch` videos (`detect.predict_batch` sets it when caching)."""
         self.model.eval()
         out = []
-        bs = max(int(self.cfg["batch_size"]), 1)
+        bs = max(int(batch), 1)
         for k in range(0, len(features_list), bs):
             chunk = [np.asarray(f, np.float32) for f in features_list[k:k + bs]]
             x, mask = self._inputs(chunk)
@@ -452,11 +448,22 @@ class TSASPCTeacher:
         """CAS of one video: T x (C+1) float32, rows sum to 1, background last."""
         return self.predict_cas_batch([features])[0]
 
-    def detect(self, cas):
-        """Runs of frames with the same predicted action class: N x 5 (label, start, end, score, nan)."""
-        return self.pseudo_segments(cas, np.zeros(0, np.int64), np.zeros(0, np.int64))
+    def video_scores(self, cas, detect: TSASPCDetect):
+        """Video-level class scores: mean of each class's top T/8 frame probabilities (C,)."""
+        from .proposals import topk_video_scores
 
-    def pseudo_segments(self, cas, point_steps, point_labels):
+        return topk_video_scores(np.asarray(cas)[:, :-1])
+
+    def detect(self, cas, proposals: TSASPCProposals, detect: TSASPCDetect, class_ratio=None):
+        """Runs of frames with the same predicted action class: N x 5 (label, start, end, score, nan).
+        (TSASPC has no proposal or detection settings: the frame labels decide.)"""
+        return self._runs(cas, np.zeros(0, np.int64), np.zeros(0, np.int64))
+
+    def pseudo_segments(self, cas, point_steps, point_labels, proposals: TSASPCProposals, pseudo: TSASPCPseudo):
+        """The same runs; `point` holds a same-class point inside the run (nearest its centre), else nan."""
+        return self._runs(cas, point_steps, point_labels)
+
+    def _runs(self, cas, point_steps, point_labels):
         """The same runs; `point` holds a same-class point inside the run (nearest its centre), else nan."""
         cas = np.asarray(cas, np.float64)
         if cas.ndim != 2 or cas.shape[1] != self.num_classes + 1:
@@ -484,6 +491,10 @@ class TSASPCTeacher:
         rows = np.stack([labels, starts, ends, scores, point], axis=1)[action]
         return rows.astype(np.float64).reshape(-1, 5)
 
+    def training_report(self) -> dict:
+        """How the pseudo frame labels were made and grown (label_report)."""
+        return {"labels": self.label_report()}
+
     # ---------------------------------------------------------------- checkpoint
     def state_dict(self) -> dict:
         """Plain types and tensors only (torch.load(weights_only=True) reads it)."""
@@ -491,7 +502,7 @@ class TSASPCTeacher:
             "kind": "tsaspc",
             "num_classes": self.num_classes,
             "feature_dim": self.input_dim,
-            "cfg": copy.deepcopy(self.cfg),
+            "cfg": self.cfg.as_dict(),
             "typical_length": self.typical_length,
             "label_report": self.label_report(),
             "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
@@ -502,7 +513,11 @@ class TSASPCTeacher:
         """Rebuild a teacher from `state_dict()` output."""
         if state.get("kind") != "tsaspc":
             fail("teacher checkpoint", f"not a TSASPC teacher (kind {state.get('kind')!r})")
-        teacher = cls(state["num_classes"], state["feature_dim"], state["cfg"])
+        try:
+            cfg = build(TSASPCTrain, state["cfg"], "checkpoint", "tsaspc.train")
+        except ParamsError as exc:
+            fail("teacher checkpoint", f"tsaspc settings do not fit this version ({exc})")
+        teacher = cls(state["num_classes"], state["feature_dim"], cfg)
         teacher.model.load_state_dict(state["model"])
         teacher.model.to(teacher.device)
         teacher.typical_length = state.get("typical_length")

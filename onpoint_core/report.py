@@ -14,9 +14,10 @@ import subprocess
 import sys
 from collections import defaultdict
 
-from ..errors import OnPointError
+from .errors import OnPointError
 
 ONLINE_METRICS = "metrics/online_eval.json"
+TEACHER_METRICS = "metrics/teacher_cache.json"
 THRESHOLDS = ("0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7")
 RUN_ORDER = ("onpoint", "teacher_oat", "distillation_free", "fully_supervised",
              "no_cass_anticipation", "no_calibration", "no_point_supervision")
@@ -57,18 +58,18 @@ def experiment_rows(exp_show):
     """One dict per finished experiment (and the baseline/workspace) that has online_eval metrics.
 
     A queued, running or failed experiment is skipped: its commit still holds the metrics files of
-    the commit it started from (they are tracked by git), which would pass for its own results. For
-    the same reason a row whose metrics name another run than its params is skipped."""
+    the commit it started from (they are tracked by git), which would pass for its own results.
+    The run and the dataset come from the experiment's params; the teacher's offline row from
+    metrics/teacher_cache.json."""
     rows, seen = [], set()
     for entry, state in _walk(exp_show):
         if state not in (None, "success"):
             continue
         data = entry.get("data") or {}
         metrics = ((data.get("metrics") or {}).get(ONLINE_METRICS) or {}).get("data")
+        teacher = ((data.get("metrics") or {}).get(TEACHER_METRICS) or {}).get("data") or {}
         params = ((data.get("params") or {}).get("params.yaml") or {}).get("data")
         if not metrics or not params:
-            continue
-        if metrics.get("run") and metrics["run"] != (params.get("student") or {}).get("run"):
             continue
         name = entry.get("name") or entry.get("rev")
         key = (name, entry.get("rev"))
@@ -82,13 +83,12 @@ def experiment_rows(exp_show):
             "params_without_seed": json.dumps(others, sort_keys=True),
             "params": json.dumps(params, sort_keys=True, default=str),
             "experiment": name, "rev": str(data.get("rev") or entry.get("rev")),
-            "dataset": params.get("dataset"), "run": metrics.get("run") or student.get("run"),
+            "dataset": params.get("dataset"), "run": student.get("run"),
             "seed": student.get("seed"),
             "mAP": {k: metrics.get("mAP", {}).get(k) for k in THRESHOLDS},
             "avg_0.1_0.5": metrics.get("avg_0.1_0.5"), "avg_0.1_0.7": metrics.get("avg_0.1_0.7"),
             "f1_0.5": metrics.get("f1_0.5"), "aedt": metrics.get("aedt"),
-            "steps_per_second": (metrics.get("speed") or {}).get("steps_per_second_batched"),
-            "teacher_avg_0.1_0.7": (metrics.get("teacher_offline") or {}).get("avg_0.1_0.7"),
+            "teacher_avg_0.1_0.7": (teacher.get("offline_test") or {}).get("avg_0.1_0.7"),
         })
     return rows
 
@@ -122,7 +122,7 @@ def summarise(rows):
         summary = {"seeds": sorted(m["seed"] for m in unique)}
         for t in THRESHOLDS:
             summary[t] = _mean_spread([m["mAP"][t] for m in unique])
-        for metric in ("avg_0.1_0.5", "avg_0.1_0.7", "f1_0.5", "aedt", "steps_per_second", "teacher_avg_0.1_0.7"):
+        for metric in ("avg_0.1_0.5", "avg_0.1_0.7", "f1_0.5", "aedt", "teacher_avg_0.1_0.7"):
             summary[metric] = _mean_spread([m[metric] for m in unique])
         out[key] = summary
     return out
@@ -150,8 +150,8 @@ def markdown(summary, header=""):
         runs = _ordered(r for d, r in summary if d == dataset)
         lines += [f"### {dataset}", "",
                   "| run | seeds | " + " | ".join(f"mAP@{t}" for t in THRESHOLDS)
-                  + " | avg 0.1:0.5 | avg 0.1:0.7 | F1@0.5 | AEDT (s) | steps/s | paper THUMOS'14 avg 0.1:0.5 / 0.1:0.7 |",
-                  "|---" * (len(THRESHOLDS) + 8) + "|"]
+                  + " | avg 0.1:0.5 | avg 0.1:0.7 | F1@0.5 | AEDT (s) | paper THUMOS'14 avg 0.1:0.5 / 0.1:0.7 |",
+                  "|---" * (len(THRESHOLDS) + 7) + "|"]
         for run in runs:
             s = summary[(dataset, run)]
             paper = PAPER_THUMOS.get(_base_run(run))
@@ -163,11 +163,11 @@ def markdown(summary, header=""):
                 paper_cell = ""
             lines.append(f"| {run} | {len(s['seeds'])} | " + " | ".join(_cell(s[t]) for t in THRESHOLDS)
                          + f" | {_cell(s['avg_0.1_0.5'])} | {_cell(s['avg_0.1_0.7'])} | {_cell(s['f1_0.5'])}"
-                         + f" | {_cell(s['aedt'], 2)} | {_cell(s['steps_per_second'], 0)} | {paper_cell} |")
+                         + f" | {_cell(s['aedt'], 2)} | {paper_cell} |")
         teacher = [summary[(dataset, r)]["teacher_avg_0.1_0.7"][0] for r in runs]
         teacher = [t for t in teacher if t is not None]
         if teacher:
-            cells = ["offline teacher (sees whole videos)", ""] + [""] * (len(THRESHOLDS) + 1) + [f"{teacher[0]:.1f}"] + [""] * 4
+            cells = ["offline teacher (sees whole videos)", ""] + [""] * (len(THRESHOLDS) + 1) + [f"{teacher[0]:.1f}"] + [""] * 3
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -188,7 +188,7 @@ def bar_chart_png(path, summary):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from ..io import atomic_file
+    from .io import atomic_file
 
     datasets = sorted({d for d, _ in summary})
     figure = Figure(figsize=(8, 1.2 + 2.2 * max(len(datasets), 1)))

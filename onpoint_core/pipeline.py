@@ -1,0 +1,28 @@
+"""What every stage script does around its work: read its params, log them, keep run facts apart.
+
+Metrics files (metrics/*.json, DVC metrics, tracked by git) hold scientific results only, so
+`dvc exp show` compares results and a rerun with the same inputs leaves them byte-identical.
+Timings, devices, counts and strings go to logs/<stage>.json: not a DVC metric, not in git.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from .config import load_stage
+from .io import write_json
+
+LOGS = "logs"
+
+
+def start(stage, params_path="params.yaml"):
+    """The stage's params (config.StageParams), after printing them as YAML to stderr."""
+    params = load_stage(stage, params_path)
+    print(params.as_yaml(), file=sys.stderr, flush=True)
+    return params
+
+
+def write_run_log(stage, facts, logs_dir=LOGS):
+    """Run facts (timings, devices, counts) of one stage run, outside DVC's metrics and git."""
+    write_json(f"{logs_dir}/{stage}.json", facts)
+
