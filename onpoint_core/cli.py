@@ -42,9 +42,15 @@ def main():
 @click.option("--val-fraction", type=float, default=0.1, show_default=True,
               help="Share of training videos held out as the validation subset (model selection; never test).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the validation split.")
+@click.option("--annotations", type=click.Path(exists=True, dir_okay=False),
+              help="The annotation JSON instead of the layout's default name (gt_full.json, thumos14_v2.json, "
+                   "egtea_annotations_split<N>.json).")
+@click.option("--subset-map", "subset_map", multiple=True, metavar="NAME=SUBSET",
+              help="Read the file's subset NAME as train, val or test (repeatable), e.g. Validation=train for "
+                   "an ActionFormer-style THUMOS file in the hat layout. Split files, where present, decide.")
 @friendly_errors
 def import_command(layout, root, out, features_for, split, features_dir, train_pickle, test_pickle, step_rate,
-                   duration_tolerance, val_fraction, seed):
+                   duration_tolerance, val_fraction, seed, annotations, subset_map):
     """Import a public dataset LAYOUT under ROOT into the canonical dataset folder OUT.
 
     \b
@@ -70,8 +76,20 @@ def import_command(layout, root, out, features_for, split, features_dir, train_p
         except ValueError:
             raise click.BadParameter(f"not a number or 'auto': {step_rate!r}", param_hint="--step-rate") from None
     summary = import_layout(layout, root, out, features_for=features_for, val_fraction=val_fraction, seed=seed,
-                            duration_tolerance=duration_tolerance, **options)
+                            duration_tolerance=duration_tolerance, annotations=annotations,
+                            subset_map=_subset_map(subset_map), **options)
     click.echo(json.dumps(summary, indent=2, default=str))
+
+
+def _subset_map(pairs):
+    """--subset-map NAME=SUBSET options as a dict (the importer checks the subset names)."""
+    mapping = {}
+    for pair in pairs:
+        name, sep, subset = pair.partition("=")
+        if not sep or not name.strip() or not subset.strip():
+            raise click.BadParameter(f"expected NAME=train|val|test, got {pair!r}", param_hint="--subset-map")
+        mapping[name.strip()] = subset.strip().lower()
+    return mapping
 
 
 @main.command("synth")
