@@ -137,7 +137,8 @@ def evaluate_command(gt_path, pred_path, tiou, videos_path, subset, ambiguous_pa
     import pandas as pd
 
     from .errors import OnPointError
-    from .evaluation.detection import check_labels, evaluate_detections, load_class_list, load_table
+    from .evaluation.detection import (check_labels, coverage_warnings, evaluate_detections, load_class_list,
+                                       load_table)
 
     try:
         thresholds = [float(x) for x in tiou.split(",") if x.strip()]
@@ -157,8 +158,12 @@ def evaluate_command(gt_path, pred_path, tiou, videos_path, subset, ambiguous_pa
             raise OnPointError(f"{videos_path}: not a videos.parquet with video_id and subset "
                                f"({exc.__class__.__name__})") from None
         videos = table.loc[table.subset == subset, "video_id"].tolist()
+        if not videos:
+            raise OnPointError(f"{videos_path}: no video of subset {subset!r} (it has {sorted(set(table.subset))})")
     ambiguous = load_table(ambiguous_path, "ambiguous") if ambiguous_path else None
-    result = evaluate_detections(gt, pred, thresholds, ambiguous=ambiguous, videos=videos)
+    result = evaluate_detections(gt, pred, thresholds, ambiguous=ambiguous, videos=videos, gt_source=gt_path)
+    for warning in coverage_warnings(gt, pred, videos, gt_source=gt_path, pred_source=pred_path):
+        click.echo(f"Warning: {warning}", err=True)
     json.dump(result, sys.stdout, indent=2)
     sys.stdout.write("\n")
 
