@@ -63,7 +63,9 @@ def import_command(layout, root, out, features_for, split, features_dir, train_p
     hat    EGTEA as in HAT: egtea_annotations_split<N>.json and I3D/<video>.npz (rgb, flow);
            also any dataset in the same `database` JSON layout (HOI4D-O, ...).
 
-    OUT is written atomically: on any error it is left as it was.
+    OUT is written atomically: on any error it is left as it was; what a killed import left
+    beside it is removed (and a moved-aside OUT put back) by the next import of OUT. An import
+    without training or without test videos is an error: map subset names with --subset-map.
     """
     from .data.importers import import_layout
 

@@ -568,6 +568,7 @@ def check_labels(gt, pred, classes=None, gt_source="ground truth table", pred_so
 
 
 def _sample(values, limit=3):
+    """A few values for a one-line message (a THUMOS table has thousands)."""
     values = [v.item() if isinstance(v, np.generic) else v for v in values]
     return ", ".join(repr(v) for v in values[:limit]) + (", ..." if len(values) > limit else "")
 

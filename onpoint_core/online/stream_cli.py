@@ -116,6 +116,7 @@ def _device(name):
 
 
 def _first_line(exc):
+    """`Type: first line of the message`: torch's messages run over many lines; ours are one."""
     text = str(exc).strip().splitlines()
     return f"{exc.__class__.__name__}: {text[0]}" if text else exc.__class__.__name__
 
