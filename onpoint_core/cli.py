@@ -42,9 +42,15 @@ def main():
 @click.option("--val-fraction", type=float, default=0.1, show_default=True,
               help="Share of training videos held out as the validation subset (model selection; never test).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the validation split.")
+@click.option("--annotations", type=click.Path(exists=True, dir_okay=False),
+              help="The annotation JSON instead of the layout's default name (gt_full.json, thumos14_v2.json, "
+                   "egtea_annotations_split<N>.json).")
+@click.option("--subset-map", "subset_map", multiple=True, metavar="NAME=SUBSET",
+              help="Read the file's subset NAME as train, val or test (repeatable), e.g. Validation=train for "
+                   "an ActionFormer-style THUMOS file in the hat layout. Split files, where present, decide.")
 @friendly_errors
 def import_command(layout, root, out, features_for, split, features_dir, train_pickle, test_pickle, step_rate,
-                   duration_tolerance, val_fraction, seed):
+                   duration_tolerance, val_fraction, seed, annotations, subset_map):
     """Import a public dataset LAYOUT under ROOT into the canonical dataset folder OUT.
 
     \b
@@ -57,7 +63,9 @@ def import_command(layout, root, out, features_for, split, features_dir, train_p
     hat    EGTEA as in HAT: egtea_annotations_split<N>.json and I3D/<video>.npz (rgb, flow);
            also any dataset in the same `database` JSON layout (HOI4D-O, ...).
 
-    OUT is written atomically: on any error it is left as it was.
+    OUT is written atomically: on any error it is left as it was; what a killed import left
+    beside it is removed (and a moved-aside OUT put back) by the next import of OUT. An import
+    without training or without test videos is an error: map subset names with --subset-map.
     """
     from .data.importers import import_layout
 
@@ -70,8 +78,20 @@ def import_command(layout, root, out, features_for, split, features_dir, train_p
         except ValueError:
             raise click.BadParameter(f"not a number or 'auto': {step_rate!r}", param_hint="--step-rate") from None
     summary = import_layout(layout, root, out, features_for=features_for, val_fraction=val_fraction, seed=seed,
-                            duration_tolerance=duration_tolerance, **options)
+                            duration_tolerance=duration_tolerance, annotations=annotations,
+                            subset_map=_subset_map(subset_map), **options)
     click.echo(json.dumps(summary, indent=2, default=str))
+
+
+def _subset_map(pairs):
+    """--subset-map NAME=SUBSET options as a dict (the importer checks the subset names)."""
+    mapping = {}
+    for pair in pairs:
+        name, sep, subset = pair.partition("=")
+        if not sep or not name.strip() or not subset.strip():
+            raise click.BadParameter(f"expected NAME=train|val|test, got {pair!r}", param_hint="--subset-map")
+        mapping[name.strip()] = subset.strip().lower()
+    return mapping
 
 
 @main.command("synth")
@@ -119,7 +139,8 @@ def evaluate_command(gt_path, pred_path, tiou, videos_path, subset, ambiguous_pa
     import pandas as pd
 
     from .errors import OnPointError
-    from .evaluation.detection import check_labels, evaluate_detections, load_class_list, load_table
+    from .evaluation.detection import (check_labels, coverage_warnings, evaluate_detections, load_class_list,
+                                       load_table)
 
     try:
         thresholds = [float(x) for x in tiou.split(",") if x.strip()]
@@ -139,8 +160,12 @@ def evaluate_command(gt_path, pred_path, tiou, videos_path, subset, ambiguous_pa
             raise OnPointError(f"{videos_path}: not a videos.parquet with video_id and subset "
                                f"({exc.__class__.__name__})") from None
         videos = table.loc[table.subset == subset, "video_id"].tolist()
+        if not videos:
+            raise OnPointError(f"{videos_path}: no video of subset {subset!r} (it has {sorted(set(table.subset))})")
     ambiguous = load_table(ambiguous_path, "ambiguous") if ambiguous_path else None
-    result = evaluate_detections(gt, pred, thresholds, ambiguous=ambiguous, videos=videos)
+    result = evaluate_detections(gt, pred, thresholds, ambiguous=ambiguous, videos=videos, gt_source=gt_path)
+    for warning in coverage_warnings(gt, pred, videos, gt_source=gt_path, pred_source=pred_path):
+        click.echo(f"Warning: {warning}", err=True)
     json.dump(result, sys.stdout, indent=2)
     sys.stdout.write("\n")
 

@@ -19,16 +19,62 @@ def _umask():
     return mask
 
 
+def _pid_alive(pid):
+    """Whether process `pid` still runs on this machine (a temporary folder of a live writer is kept)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:      # it exists, owned by someone else
+        return True
+    return True
+
+
+def _stale(entry, out_name, kind):
+    """The writer pid of a `.OUT.<kind>-<pid>-...` leftover whose process is gone, else None."""
+    prefix = f".{out_name}.{kind}-"
+    if not entry.name.startswith(prefix):
+        return None
+    pid = entry.name[len(prefix):].split("-", 1)[0]
+    if not pid.isdigit() or int(pid) == os.getpid() or _pid_alive(int(pid)):
+        return None
+    return int(pid)
+
+
+def clean_stale(out):
+    """Remove what a killed writer of `out` left beside it; put back a dataset it had moved aside.
+
+    A kill -9 skips every `finally`, so the temporary folder of an unfinished write (often many GB)
+    stays as `.OUT.tmp-<pid>-*`. If the kill hit the swap itself, the previous `out` sits in
+    `.OUT.old-<pid>` while `out` is missing: it is restored, so nothing is lost. Leftovers of a
+    process that still runs (another write in progress) are left alone.
+    """
+    out = Path(out)
+    if not out.parent.is_dir():
+        return
+    for entry in sorted(out.parent.iterdir()):
+        if _stale(entry, out.name, "old") is not None:
+            if not out.exists():
+                os.replace(entry, out)
+            else:
+                shutil.rmtree(entry, ignore_errors=True)
+    for entry in out.parent.iterdir():
+        if _stale(entry, out.name, "tmp") is not None and entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_dir(out):
     """Yield a temporary folder beside `out`; on success it replaces `out` in one rename.
 
     On any exception the temporary folder is removed and `out` is left as it was. If the swap
-    itself fails halfway, the previous `out` is put back.
+    itself fails halfway, the previous `out` is put back. The temporary names carry the pid, so
+    the next write of `out` removes what a killed one left behind (`clean_stale`).
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    clean_stale(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
     os.chmod(tmp, 0o777 & ~_umask())   # mkdtemp makes 0700; outputs get the usual permissions
     try:
         yield tmp
@@ -65,6 +111,38 @@ def atomic_file(path, mode="w"):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+class DuplicateKey(ValueError):
+    """Raised by `unique_keys` for a JSON object that names one key twice."""
+
+    def __init__(self, key, first, second, positions):
+        super().__init__(f"key {key!r} appears twice")
+        self.key, self.first, self.second, self.positions = key, first, second, positions
+
+    def describe(self):
+        """One line naming both entries, e.g. for the `database` mapping of an annotation file."""
+        (i, j), key = self.positions, self.key
+        if isinstance(self.first, dict) and isinstance(self.second, dict):
+            def entry(value):
+                return f"subset {value.get('subset')!r}, duration {value.get('duration')!r}"
+            return (f"video {key}: listed twice (entries {i} and {j}: {entry(self.first)}; {entry(self.second)}); "
+                    f"JSON would keep only the second, so remove or rename one")
+        return f"key {key!r} appears twice in one JSON object (items {i} and {j}); JSON would keep only the second"
+
+
+def unique_keys(pairs):
+    """`object_pairs_hook` for json.loads: a dict, or DuplicateKey for a repeated key.
+
+    json.loads keeps the last of two equal keys silently; in an annotation file that turns a
+    training video into a test video without a word.
+    """
+    result, position = {}, {}
+    for index, (key, value) in enumerate(pairs):
+        if key in result:
+            raise DuplicateKey(key, result[key], value, (position[key] + 1, index + 1))
+        result[key], position[key] = value, index
+    return result
 
 
 def write_json(path, obj):

@@ -1,8 +1,11 @@
-"""Importers of the public layouts, on the real annotation files in ../shared/data.
+"""Importers of the public layouts.
 
-Feature files are generated here with the right shapes (they are not public): sparse zero .npy files
-for the full THUMOS'14 HR-Pro import (cheap to create), small arrays elsewhere. The expected counts
-come from the papers / METHOD.md section 9 or are recomputed here from the raw files.
+The full-import tests read the real annotation files in ../shared/data (and skip without them); the
+others run everywhere on a small THUMOS'14-like set of annotation files written here in the same
+formats (`small_thumos`). Feature files are generated here with the right shapes (they are not
+public): sparse zero .npy files for the full THUMOS'14 HR-Pro import (cheap to create), small arrays
+elsewhere. The expected counts come from the papers / METHOD.md section 9 or are recomputed here from
+the raw files.
 """
 
 from __future__ import annotations
@@ -35,16 +38,64 @@ def _need(*paths):
             pytest.skip(f"real annotation file {path} is absent (../shared/data is not checked out beside the repo)")
 
 
+def _parsed(folder):
+    """THUMOS'14 annotation files of `folder` (real or small), parsed."""
+    database = json.loads((folder / "gt_full.json").read_text())["database"]
+    train = (folder / "split_train.txt").read_text().split()
+    test = (folder / "split_test.txt").read_text().split()
+    with open(folder / "point_gaussian.csv", newline="") as handle:
+        points = list(csv.DictReader(handle))
+    return {"db": database, "train": train, "test": test, "points": points, "dir": folder}
+
+
 @pytest.fixture(scope="module")
 def thumos():
     """The real THUMOS'14 annotation files, parsed once."""
     _need(*(THUMOS / name for name in THUMOS_FILES))
-    database = json.loads((THUMOS / "gt_full.json").read_text())["database"]
-    train = (THUMOS / "split_train.txt").read_text().split()
-    test = (THUMOS / "split_test.txt").read_text().split()
-    with open(THUMOS / "point_gaussian.csv", newline="") as handle:
-        points = list(csv.DictReader(handle))
-    return {"db": database, "train": train, "test": test, "points": points}
+    return _parsed(THUMOS)
+
+
+THUMOS_CLASSES = ["BaseballPitch", "BasketballDunk", "Billiards", "CleanAndJerk", "CliffDiving", "CricketBowling",
+                  "CricketShot", "Diving", "FrisbeeCatch", "GolfSwing", "HammerThrow", "HighJump", "JavelinThrow",
+                  "LongJump", "PoleVault", "Shotput", "SoccerPenalty", "TennisSwing", "ThrowDiscus",
+                  "VolleyballSpiking"]
+
+
+def write_small_thumos(folder, n_train=15, n_test=6):
+    """THUMOS'14-like annotation files in the real formats: gt_full.json (Validation/Test, fps 30, 25
+    or 29.97, two segments a video covering all 20 classes, one past the video end), split files,
+    point_gaussian.csv (one LACP point per training segment), Ambiguous_test.txt, and one THUMOS test
+    video HR-Pro excludes (in the JSON, not in split_test.txt)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    train = [f"video_validation_{i:07d}" for i in range(1, n_train + 1)]
+    test = [f"video_test_{i:07d}" for i in range(1, n_test + 1)]
+    database, points = {}, []
+    for k, video_id in enumerate(train + test + ["video_test_0000270"]):
+        fps, duration = (30.0, 25.0, 29.97)[k % 3], 12.0 + 1.5 * k
+        segments = [[1.0, 3.0], [5.0, 7.5] if k != 2 else [duration - 1.0, duration + 2.0]]
+        anns = []
+        for j, segment in enumerate(segments):
+            label = THUMOS_CLASSES[(2 * k + j) % 20]
+            anns.append({"label": label, "segment": segment, "segment(frames)": [s * fps for s in segment],
+                         "label_id": THUMOS_CLASSES.index(label)})
+            if video_id in train:
+                points.append(f"{label},{THUMOS_CLASSES.index(label)},{segment[0] * fps:g},{segment[1] * fps:g},"
+                              f"{video_id},{int(min(sum(segment) / 2, duration - 0.5) * fps)}")
+        database[video_id] = {"subset": "Test" if "test" in video_id else "Validation", "duration": duration,
+                              "fps": fps, "annotations": anns}
+    (folder / "gt_full.json").write_text(json.dumps({"version": "Thumos14-30fps", "database": database}))
+    (folder / "split_train.txt").write_text("\n".join(train) + "\n")
+    (folder / "split_test.txt").write_text("\n".join(test) + "\n")
+    (folder / "point_gaussian.csv").write_text("class,class_index,start_frame,stop_frame,video_id,point\n"
+                                               + "\n".join(points) + "\n")
+    (folder / "Ambiguous_test.txt").write_text(f"{test[0]}  0.5 0.9\n{test[1]}  2.0 4.0\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def small_thumos(tmp_path_factory):
+    """The small THUMOS'14-like annotation files (see write_small_thumos), parsed once: run everywhere."""
+    return _parsed(write_small_thumos(tmp_path_factory.mktemp("small_thumos")))
 
 
 def _i3d_steps(duration):
@@ -69,7 +120,7 @@ def _hrpro_root(root, thumos, with_features, train=None, test=None, gt_text=None
     for name, text in files.items():
         target = root / name
         if text is None:
-            os.symlink(THUMOS / Path(name).name, target)
+            os.symlink(thumos["dir"] / Path(name).name, target)
         else:
             target.write_text(text)
     test_ids = set(thumos["test"])
@@ -172,14 +223,16 @@ MINI_TEST = 2
 
 
 @pytest.fixture
-def mini(thumos, tmp_path):
+def mini(small_thumos, tmp_path):
     """An HR-Pro root with split files listing a few short videos (all with features)."""
+    thumos = small_thumos
     train, test = _shortest(thumos, "train", MINI_TRAIN), _shortest(thumos, "test", MINI_TEST)
 
     def make(name="root", **kwargs):
         return _hrpro_root(tmp_path / name, thumos, kwargs.pop("with_features", train + test), train, test, **kwargs)
 
-    return {"make": make, "train": train, "test": test, "out": tmp_path / "out", "db": thumos["db"]}
+    return {"make": make, "train": train, "test": test, "out": tmp_path / "out", "db": thumos["db"],
+            "dir": thumos["dir"]}
 
 
 def test_hrpro_mini_import_and_missing_features(mini):
@@ -206,14 +259,14 @@ def _expect_error(call, *fragments):
 
 
 def test_truncated_annotation_json(mini):
-    text = (THUMOS / "gt_full.json").read_text()
+    text = (mini["dir"] / "gt_full.json").read_text()
     root = mini["make"](gt_text=text[: len(text) // 2])
     _expect_error(lambda: import_layout("hrpro", root, mini["out"], progress=False), root / "gt_full.json", "JSON")
     _no_leftovers(mini["out"])
 
 
 def test_points_csv_missing_column(mini):
-    rows = (THUMOS / "point_gaussian.csv").read_text().splitlines()
+    rows = (mini["dir"] / "point_gaussian.csv").read_text().splitlines()
     header = rows[0].split(",")
     drop = header.index("point")
     text = "\n".join(",".join(c for i, c in enumerate(r.split(",")) if i != drop) for r in rows) + "\n"
@@ -226,7 +279,7 @@ def test_points_csv_missing_column(mini):
 def _edit_point_row(mini, edit):
     """The real CSV with one row of the first mini training video changed by `edit(row)`."""
     video = mini["train"][0]
-    with open(THUMOS / "point_gaussian.csv", newline="") as handle:
+    with open(mini["dir"] / "point_gaussian.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     row = next(r for r in rows if r["video_id"] == video)
     edit(row)
@@ -359,7 +412,8 @@ def _oat_root(root, db, train, test, json_db=None, steps_per_second=4.0, drop_fl
 
 
 @pytest.fixture
-def oat_setup(thumos, tmp_path):
+def oat_setup(small_thumos, tmp_path):
+    thumos = small_thumos
     db = thumos["db"]
     train, test = _shortest(thumos, "train", 11), _shortest(thumos, "test", 4)
     return {"db": db, "train": train, "test": test, "tmp": tmp_path, "thumos": thumos,
@@ -562,3 +616,223 @@ def test_generic_wrong_rate_and_bad_subset(tmp_path):
                                         features_dir=root / "feats", step_rate="auto", progress=False),
                   root / "ann.json", "k5", "holdout")
     _no_leftovers(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# `onpoint import` on hostile or unusual files (issue 12), through the real command, on small files
+
+ELSEWHERE = "../../elsewhere/x"
+
+
+def _import(*args):
+    from click.testing import CliRunner
+
+    from onpoint_core.cli import main
+
+    return CliRunner().invoke(main, ["import", *map(str, args)])
+
+
+def _one_line_error(result, *fragments):
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    for fragment in fragments:
+        assert str(fragment) in lines[0], lines[0]
+    return lines[0]
+
+
+def _entry(subset, duration=20.0, label="open"):
+    return {"subset": subset, "duration": duration, "fps": 30.0,
+            "annotations": [{"segment": [2.0, 6.0], "label": label}]}
+
+
+def _hrpro_with(root, bad):
+    """HR-Pro layout whose split_train.txt and gt_full.json list `bad`; its features sit where the
+    path of features/train/<bad>.npy really points."""
+    database = {"v1": _entry("Validation"), "t1": _entry("Test"), bad: _entry("Validation")}
+    (root / "point_labels").mkdir(parents=True)
+    (root / "gt_full.json").write_text(json.dumps({"database": database}))
+    (root / "split_train.txt").write_text(f"v1\n{bad}\n")
+    (root / "split_test.txt").write_text("t1\n")
+    (root / "point_labels" / "point_gaussian.csv").write_text("class,video_id,point\nopen,v1,90\n")
+    for video_id, folder in (("v1", "train"), ("t1", "test"), (bad, "train")):
+        path = root / "features" / folder / f"{video_id}.npy"
+        (root / "features" / folder).mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, np.ones((_i3d_steps(20.0), 8), np.float32))
+    return root / "gt_full.json"
+
+
+def _oat_with(root, bad):
+    database = {"v1": _entry("train"), "t1": _entry("test"), bad: _entry("train")}
+    root.mkdir(parents=True)
+    (root / "thumos14_v2.json").write_text(json.dumps({"database": database}))
+    rows = {"rgb": np.ones((80, 4), np.float32), "flow": np.ones((80, 4), np.float32)}
+    for name, ids in (("thumos_all_feature_val_V3.pickle", ["v1", bad]), ("thumos_all_feature_test_V3.pickle", ["t1"])):
+        with open(root / name, "wb") as handle:
+            pickle.dump({video_id: rows for video_id in ids}, handle)
+    return root / "thumos14_v2.json"
+
+
+def _hat_with(root, bad, database=None):
+    database = database or {"v1": _entry("train"), "t1": _entry("test"), bad: _entry("train")}
+    (root / "I3D").mkdir(parents=True)
+    (root / "egtea_annotations_split1.json").write_text(json.dumps({"database": database}))
+    for video_id in database:
+        path = root / "I3D" / f"{video_id}.npz"
+        if len(path.name) < 250:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(path, rgb=np.ones((40, 4), np.float32), flow=np.ones((40, 4), np.float32))
+    return root / "egtea_annotations_split1.json"
+
+
+@pytest.mark.parametrize("layout, bad", [(layout, bad) for layout in ("hrpro", "oat", "hat")
+                                         for bad in (ELSEWHERE, "ABSOLUTE")])
+def test_every_importer_refuses_a_traversal_video_id(tmp_path, layout, bad):
+    """Guard: an id that is a path would read and write outside ROOT and OUT. Removing the importers'
+    check left the suite green; this names the annotation file (the writer's own check names OUT)."""
+    bad = str(tmp_path / "abs" / "x") if bad == "ABSOLUTE" else bad
+    root = tmp_path / "in" / "root"
+    ann = {"hrpro": _hrpro_with, "oat": _oat_with, "hat": _hat_with}[layout](root, bad)
+    inputs = sorted(tmp_path.rglob("*.np*"))
+    out = tmp_path / "work" / "deep" / "out"
+    _one_line_error(_import(layout, root, out), ann, bad, "file name")
+    assert sorted(tmp_path.rglob("*.np*")) == inputs and not (tmp_path / "work").exists()
+
+
+def test_import_refuses_a_300_character_video_id(tmp_path):
+    """It failed deep in the file system (OSError: File name too long) with a traceback."""
+    long_id = "v" * 300
+    ann = _hat_with(tmp_path / "root", None, {"v1": _entry("train"), "t1": _entry("test"), long_id: _entry("train")})
+    _one_line_error(_import("hat", tmp_path / "root", tmp_path / "out"), ann, "300 bytes")
+    _no_leftovers(tmp_path / "out")
+
+
+def test_import_refuses_a_video_listed_twice(tmp_path):
+    """JSON keeps the last of two equal keys: the training video v1 silently became a test video."""
+    ann = _hat_with(tmp_path / "root", None, {"v1": _entry("train"), "t1": _entry("test")})
+    text = json.dumps({"database": {"v1": _entry("train"), "t1": _entry("test")}})
+    ann.write_text(text[:-2] + ', "v1": ' + json.dumps(_entry("test")) + "}}")
+    _one_line_error(_import("hat", tmp_path / "root", tmp_path / "out"), ann, "v1", "twice", "'train'", "'test'")
+    _no_leftovers(tmp_path / "out")
+
+
+def test_hrpro_split_files_decide_the_subset(tmp_path):
+    """HR-Pro's loader reads train/test from the split files only; GTEA or BEOID in the same layout
+    spell the JSON subset otherwise. A disagreeing or unknown JSON subset is a counted warning."""
+    folder = write_small_thumos(tmp_path / "ann", n_train=4, n_test=2)
+    thumos = _parsed(folder)
+    database = thumos["db"]
+    database[thumos["train"][0]]["subset"] = "Test"            # disagrees with split_train.txt
+    database[thumos["test"][0]]["subset"] = "S2_Cheese"        # a name no layout knows
+    (folder / "gt_full.json").write_text(json.dumps({"database": database}))
+    root = _hrpro_root(tmp_path / "root", thumos, thumos["train"] + thumos["test"], thumos["train"], thumos["test"])
+    result = _import("hrpro", root, tmp_path / "out", "--val-fraction", "0")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output[result.output.index("{"):])
+    assert summary["warnings"]["subset_disagrees_with_split"] == 2
+    ds = load_dataset(tmp_path / "out")
+    subsets = dict(zip(ds.videos.video_id, ds.videos.subset))
+    assert subsets[thumos["train"][0]] == "train" and subsets[thumos["test"][0]] == "test"
+
+
+def _actionformer_thumos(root):
+    """An ActionFormer-style THUMOS file: subsets Validation / Test, under a name of its own."""
+    database = {f"video_validation_{i}": _entry("Validation") for i in range(4)}
+    database |= {f"video_test_{i}": _entry("Test") for i in range(2)}
+    (root / "feats").mkdir(parents=True)
+    for video_id in database:
+        np.save(root / "feats" / f"{video_id}.npy", np.ones((40, 4), np.float32))
+    (root / "thumos14.json").write_text(json.dumps({"database": database}))
+    return root / "thumos14.json"
+
+
+def test_import_without_training_videos_is_an_error_and_subset_map_fixes_it(tmp_path):
+    """The hat layout reads 'Validation' as val: 'train 0' with exit 0. Now an error with the fix."""
+    ann = _actionformer_thumos(tmp_path / "root")
+    args = ["hat", tmp_path / "root", tmp_path / "out", "--annotations", ann, "--features-dir", tmp_path / "root" / "feats"]
+    _one_line_error(_import(*args), ann, "no train videos", "--subset-map Validation=train")
+    _no_leftovers(tmp_path / "out")
+    result = _import(*args, "--subset-map", "Validation=train", "--val-fraction", "0.25")
+    assert result.exit_code == 0, result.output
+    counts = load_dataset(tmp_path / "out").videos.subset.value_counts().to_dict()
+    assert counts == {"train": 3, "val": 1, "test": 2}
+    # a file without test videos is refused the same way
+    database = json.loads(ann.read_text())["database"]
+    ann.write_text(json.dumps({"database": {v: e for v, e in database.items() if "test" not in v}}))
+    _one_line_error(_import(*args, "--subset-map", "Validation=train"), ann, "no test videos")
+    _one_line_error(_import(*args, "--subset-map", "Validation=holdout"), "holdout", "train, val, test")
+
+
+def _killed_import(args, at):
+    """Run `onpoint import ARGS` in a child that kills itself with SIGKILL `at` a point of the write:
+    "video" (after the first feature file) or "swap" (OUT moved aside, the new folder not yet in place)."""
+    import subprocess
+    import sys
+
+    code = f"""
+import os, signal, sys
+from pathlib import Path
+import onpoint_core.data.dataset as dataset, onpoint_core.io as io
+if {at!r} == "video":
+    original = dataset.DatasetWriter.add_video
+    def add_video(self, *a, **k):
+        original(self, *a, **k)
+        os.kill(os.getpid(), signal.SIGKILL)
+    dataset.DatasetWriter.add_video = add_video
+else:
+    replace = os.replace
+    def killing_replace(src, dst):
+        if Path(src).name.startswith("." + Path(dst).name + ".tmp-") and Path(src).is_dir():
+            os.kill(os.getpid(), signal.SIGKILL)
+        replace(src, dst)
+    io.os = type("os", (), {{**{{k: getattr(os, k) for k in dir(os) if not k.startswith("__")}}, "replace": staticmethod(killing_replace)}})
+from onpoint_core.cli import main
+main({[str(a) for a in args]!r})
+"""
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert child.returncode == -9, child.stderr
+
+
+def test_a_killed_import_leaves_nothing_behind_after_the_next_one(tmp_path):
+    """kill -9 skips every cleanup: the temporary folder stayed forever (many GB for THUMOS)."""
+    ann = _actionformer_thumos(tmp_path / "root")
+    out = tmp_path / "imported" / "out"
+    args = ["import", "hat", tmp_path / "root", out, "--annotations", ann, "--features-dir", tmp_path / "root" / "feats",
+            "--subset-map", "Validation=train"]
+    _killed_import(args, "video")
+    assert [p.name.split("-")[0] for p in out.parent.iterdir()] == [".out.tmp"] and not out.exists()
+    result = _import(*args[1:])
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in out.parent.iterdir()] == ["out"]
+
+
+def test_a_kill_during_the_swap_loses_no_dataset(oat_setup):
+    """Killed between moving the old OUT aside and renaming the new one in: OUT was gone and the
+    teacher import sat in a hidden .out.old-* folder; the next merge started from nothing."""
+    s = oat_setup
+    hr_root, oat_root, _ = _merge_roots(s)
+    out = s["tmp"] / "merged"
+    import_layout("hrpro", hr_root, out, features_for="teacher", progress=False)
+    _killed_import(["import", "oat", oat_root, out, "--features-for", "student"], "swap")
+    assert not out.exists()
+    result = _import("oat", oat_root, out, "--features-for", "student")
+    assert result.exit_code == 0, result.output
+    ds = load_dataset(out)
+    assert ds.has_teacher_features and ds.meta["teacher_features"]["layout"] == "hrpro"
+    assert not [p.name for p in out.parent.iterdir() if p.name.startswith(".merged.")]
+
+
+def test_dvc_ignores_the_temporary_folders_of_an_import():
+    """.gitignore had *.tmp-*, .dvcignore did not: a leftover under data/imported/ changed the stage."""
+    import shutil
+    import subprocess
+
+    from tests.conftest import REPO_ROOT
+
+    dvc = shutil.which("dvc")
+    if dvc is None:
+        pytest.skip("dvc is not installed")
+    paths = ["data/imported/.thumos14.tmp-4242-abcd/features/video_test_0000004.npy", "data/imported/.thumos14.old-4242"]
+    result = subprocess.run([dvc, "check-ignore", *paths], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.split() == paths, result.stdout + result.stderr

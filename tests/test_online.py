@@ -492,3 +492,104 @@ def test_stream_cli_writes_each_proposal_while_stdin_is_still_open(checkpoints):
         process.wait(timeout=30)
         process.stdout.close()
         process.stderr.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# (e) `onpoint stream` on hostile input (issue 12): one line, never silence, never a traceback
+
+
+def test_stream_cli_huge_features_are_an_error_not_silence(tmp_path, checkpoints):
+    """Finite features of 1e30 overflow inside the network: NaN scores passed no threshold and the
+    stream went on silently with no proposals (exit 0)."""
+    ckpt = checkpoints["instance"]
+    video = features(40, 6)
+    clean = run_stream("--model", ckpt, stdin=as_text(video)).stdout.splitlines()
+    k = 30
+    video[k:] = 1e30
+    np.save(tmp_path / "huge.npy", video)
+    result = run_stream("--model", ckpt, "--features", tmp_path / "huge.npy", "--duration", len(video) / RATE)
+    assert_one_line_error(result, "huge.npy", f"step {k}", "NaN or inf", "1e+30")
+    assert result.stdout.splitlines() == [line for line in clean if json.loads(line)["gen_time"] <= k / RATE]
+    from onpoint_core.errors import OnPointError
+
+    model, meta = load_student(ckpt)
+    with pytest.raises(OnPointError, match=f"video w: step {k}: the network's output is NaN or inf"):
+        stream_videos(model, {"v": features(40, 1), "w": video}, {"v": 10.0, "w": 10.0}, progress=False, meta=meta)
+
+
+def test_stream_cli_bad_device_is_one_line(checkpoints, monkeypatch):
+    ckpt = checkpoints["instance"]
+    assert_one_line_error(run_stream("--model", ckpt, "--device", "bogus", stdin="1\n"), "--device 'bogus'", "cpu")
+    assert_one_line_error(run_stream("--model", ckpt, "--device", "mps", stdin="1\n"), "--device mps", "cpu and cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert_one_line_error(run_stream("--model", ckpt, "--device", "cuda", stdin="1\n"), "--device cuda", "not available")
+
+
+def _crafted(tmp_path, checkpoints, name, change):
+    payload = torch.load(checkpoints["instance"], weights_only=True)
+    change(payload)
+    torch.save(payload, tmp_path / f"{name}.pt")
+    return tmp_path / f"{name}.pt"
+
+
+@pytest.mark.parametrize("name, change, fragments", [
+    ("nan_weights", lambda p: p["state"]["queries"].fill_(float("nan")), ["weight queries", "NaN"]),
+    ("no_d_model", lambda p: p["config"].pop("d_model"), ["malformed", "d_model"]),
+    ("config_text", lambda p: p.update(config="x"), ["malformed"]),
+    ("wrong_shape", lambda p: p["state"].update(queries=torch.zeros(2, 2)), ["weights do not fit"]),
+    ("classes", lambda p: p.update(classes=["jump"]), ["1 class names for 3 classes"]),
+])
+def test_stream_cli_refuses_crafted_checkpoints(tmp_path, checkpoints, name, change, fragments):
+    """NaN weights streamed silently with no output; a config without a key or of the wrong type
+    raised KeyError / ValueError tracebacks."""
+    ckpt = _crafted(tmp_path, checkpoints, name, change)
+    assert_one_line_error(run_stream("--model", ckpt, stdin=as_text(features(20, 3))), f"{name}.pt", *fragments)
+
+
+class _WritesAMarker:
+    """Unpickling this object would call open(marker, 'w'): code run by merely loading a file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_stream_cli_never_runs_code_from_a_checkpoint_pickle(tmp_path, checkpoints):
+    """Guard: loading with weights_only=False would run it; removing that left the suite green."""
+    marker = tmp_path / "ran.txt"
+    payload = torch.load(checkpoints["instance"], weights_only=True)
+    payload["extra"] = {"payload": _WritesAMarker(marker)}
+    torch.save(payload, tmp_path / "evil.pt")
+    assert not marker.exists()
+    assert_one_line_error(run_stream("--model", tmp_path / "evil.pt", stdin=as_text(features(20, 3))),
+                          "evil.pt", "not a readable student checkpoint")
+    assert not marker.exists()
+
+
+def test_stream_cli_threads(checkpoints, monkeypatch):
+    """--threads (default 1: one stream at batch 1 gains nothing from more, and a busy machine's
+    spin-waiting threads made it 80 times slower); the same proposals at any thread count, up to
+    float rounding (reductions split over threads add in another order)."""
+    seen = []
+    push = StreamingEngine.push
+    monkeypatch.setattr(StreamingEngine, "push", lambda self, *a, **k: seen.append(torch.get_num_threads())
+                        or push(self, *a, **k))
+    text = as_text(features(30, 4))
+    torch.set_num_threads(2)
+    try:
+        default = run_stream("--model", checkpoints["instance"], stdin=text)
+        two = run_stream("--model", checkpoints["instance"], "--threads", 2, stdin=text)
+        assert torch.get_num_threads() == 2               # restored for an in-process caller
+    finally:
+        torch.set_num_threads(1)
+    assert default.exit_code == 0 and two.exit_code == 0, default.output + two.output
+    assert set(seen[:30]) == {1} and set(seen[30:]) == {2}
+    one_thread, two_threads = ([json.loads(line) for line in r.stdout.splitlines()] for r in (default, two))
+    assert [p["label"] for p in one_thread] == [p["label"] for p in two_threads] and one_thread
+    for a, b in zip(one_thread, two_threads):
+        assert [a[k] for k in ("start", "end", "score", "gen_time")] == pytest.approx(
+            [b[k] for k in ("start", "end", "score", "gen_time")], abs=1e-5)
+    zero = run_stream("--model", checkpoints["instance"], "--threads", 0, stdin=text)
+    assert zero.exit_code == 2 and "Invalid value for '--threads'" in zero.output

@@ -134,3 +134,111 @@ def test_annotation_driven_mode_rejects_a_broken_file(tmp_path, raw_params):
     with pytest.raises(Exception, match="broken.json: not a `database` annotation JSON"):
         synthesize_from_annotations(broken, tiny_synthetic(raw_params), tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# `onpoint synth` on bad or hostile annotation files (issue 12): one-line errors, nothing written
+# outside OUT, nothing deleted that is not a dataset, no success message without a dataset.
+
+LABELS = "abcdefgh"
+
+
+def _annotations(path, extra=None, drop_first=False):
+    """A small `database` file: 8 videos of 20 s with one segment each (classes a..h), plus `extra`."""
+    database = {f"v{i}": {"subset": "train" if i < 5 else "test", "duration": 20.0, "fps": 30.0,
+                          "annotations": [{"segment": [1.0, 5.0], "label": LABELS[i]}]} for i in range(8)}
+    database.update(extra or {})
+    path.write_text(json.dumps({"database": database}))
+    return path
+
+
+def _synth(*args):
+    from click.testing import CliRunner
+
+    from onpoint_core.cli import main
+    from tests.conftest import REPO_ROOT
+
+    return CliRunner().invoke(main, ["synth", "--params", str(REPO_ROOT / "params.yaml"), *map(str, args)])
+
+
+def _one_line_error(result, *fragments):
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    for fragment in fragments:
+        assert str(fragment) in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("video_id", ["../../elsewhere/x", "ABSOLUTE", ".hidden"])
+def test_synth_refuses_a_video_id_that_is_not_a_file_name(tmp_path, video_id):
+    """Guard: an id `../../x` or an absolute path wrote .npy files outside OUT (exit 0)."""
+    video_id = str(tmp_path / "abs" / "x") if video_id == "ABSOLUTE" else video_id
+    ann = _annotations(tmp_path / "ann.json", {video_id: {"subset": "test", "duration": 20.0, "annotations": []}})
+    work = tmp_path / "a" / "b"
+    work.mkdir(parents=True)
+    _one_line_error(_synth(ann, work / "out"), ann, video_id, "file name")
+    assert not list(tmp_path.rglob("*.npy")) and not (work / "out").exists()
+    assert not [p for p in work.iterdir()]          # no temporary folder either
+
+
+def test_synth_refuses_to_replace_a_folder_that_is_not_a_dataset(tmp_path):
+    out = tmp_path / "mine"
+    (out / "sub").mkdir(parents=True)
+    (out / "notes.txt").write_text("keep me")
+    _one_line_error(_synth(_annotations(tmp_path / "ann.json"), out), out, "refusing")
+    assert (out / "notes.txt").read_text() == "keep me" and (out / "sub").is_dir()
+    # an existing dataset folder is replaced, as before
+    assert _synth(_annotations(tmp_path / "ann.json"), tmp_path / "ds").exit_code == 0
+    assert _synth(_annotations(tmp_path / "ann.json"), tmp_path / "ds").exit_code == 0
+
+
+def test_synth_error_while_finishing_the_folder_is_not_swallowed(tmp_path):
+    """A point outside its video is found when the folder is finished: that error printed a success
+    summary with exit 0 and OUT was never written; an older dataset silently stayed."""
+    ann = _annotations(tmp_path / "ann.json")
+    points = tmp_path / "points.csv"
+    points.write_text("class,video_id,point\na,v0,9000\n")     # frame 9000 at 30 fps = 300 s > 20 s
+    out = tmp_path / "out"
+    _one_line_error(_synth(ann, out, "--points", points), out / "points.parquet", "v0", "outside the video")
+    assert not out.exists() and not list(tmp_path.glob(".out.*"))
+    assert _synth(ann, out).exit_code == 0
+    before = (out / "videos.parquet").read_bytes()
+    _one_line_error(_synth(ann, out, "--points", points), "outside the video")
+    assert (out / "videos.parquet").read_bytes() == before and not list(tmp_path.glob(".out.*"))
+
+
+@pytest.mark.parametrize("case, entry, fragments", [
+    ("zero", {"subset": "test", "duration": 0, "annotations": []}, ["z", "duration", "positive"]),
+    ("negative", {"subset": "test", "duration": -5, "annotations": []}, ["z", "duration", "-5"]),
+    ("nan", {"subset": "test", "duration": float("nan"), "annotations": []}, ["z", "duration", "nan"]),
+    ("not an object", [1, 2], ["z", "not an object"]),
+    ("long id", None, ["300 bytes", "file name"]),
+])
+def test_synth_ordinary_bad_input_is_one_line(tmp_path, case, entry, fragments):
+    extra = {"x" * 300: {"subset": "test", "duration": 20.0, "annotations": []}} if case == "long id" else {"z": entry}
+    ann = _annotations(tmp_path / "ann.json", extra)
+    _one_line_error(_synth(ann, tmp_path / "out"), ann, *fragments)
+    assert not (tmp_path / "out").exists()
+
+
+def test_synth_with_fewer_classes_than_confusable_pairs(tmp_path):
+    """Two classes against the profile's 3 confusable pairs (6 classes) raised IndexError."""
+    database = {f"v{i}": {"subset": "train" if i < 3 else "test", "duration": 20.0,
+                          "annotations": [{"segment": [2.0, 6.0], "label": "ab"[i % 2]}]} for i in range(5)}
+    ann = tmp_path / "two.json"
+    ann.write_text(json.dumps({"database": database}))
+    result = _synth(ann, tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert load_dataset(tmp_path / "out").classes == ["a", "b"]
+
+
+def test_synth_refuses_a_video_listed_twice(tmp_path):
+    """JSON keeps the last of two equal keys: the training video v1 silently became a test video."""
+    ann = _annotations(tmp_path / "ann.json")
+    text = ann.read_text().replace('"v1": {"subset": "train"', '"v1": {"subset": "train", "duration": 20.0, '
+                                   '"annotations": []}, "v1": {"subset": "test"', 1)
+    ann.write_text(text)
+    _one_line_error(_synth(ann, tmp_path / "out"), ann, "v1", "twice", "'train'", "'test'")
+    assert not (tmp_path / "out").exists()

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import OnPointError, fail
-from ..io import atomic_dir, save_npy, write_json, write_parquet
+from ..io import atomic_dir, clean_stale, save_npy, write_json, write_parquet
 
 SUBSETS = ("train", "val", "test")
 VIDEO_COLUMNS = ["video_id", "subset", "duration", "n_steps"]
@@ -34,6 +34,44 @@ POINT_COLUMNS = ["video_id", "label", "time"]
 STUDENT_FEATURES = "features"
 TEACHER_FEATURES = "teacher_features"
 AMBIGUOUS_TABLE = "ambiguous.parquet"
+# `<id>.npy` and its temporary `.<id>.npy.tmp-<8 chars>` must fit the usual 255-byte file name limit
+MAX_VIDEO_ID_BYTES = 200
+
+
+def check_video_id(path, video_id):
+    """Refuse a video id that is not one plain file name: it becomes `features/<id>.npy`.
+
+    An id like `../../x` or `/abs/x` would write outside the dataset folder; a leading dot would
+    hide the file; a very long id fails deep inside the file system with a traceback.
+    """
+    if not isinstance(video_id, str) or not video_id:
+        fail(path, f"video id {video_id!r} is not a non-empty string")
+    shown = video_id if len(video_id) <= 120 else video_id[:57] + "..."
+    if "/" in video_id or "\\" in video_id or video_id.startswith(".") or "\0" in video_id:
+        fail(path, "video id is not usable as a file name (contains a path separator or starts with '.')", shown)
+    if any(ord(ch) < 32 for ch in video_id):
+        fail(path, "video id contains a control character", shown)
+    if len(video_id.encode("utf-8")) > MAX_VIDEO_ID_BYTES:
+        fail(path, f"video id is {len(video_id.encode('utf-8'))} bytes long; at most {MAX_VIDEO_ID_BYTES} "
+                   f"fit in a file name", shown)
+
+
+def is_dataset_folder(path):
+    """Whether `path` holds a canonical dataset folder (the only kind of folder a writer may replace)."""
+    path = Path(path)
+    return (path / "classes.json").is_file() and (path / "videos.parquet").is_file()
+
+
+def check_replaceable(out):
+    """Refuse an `out` that is a file, or a non-empty folder that is not a dataset: it would be deleted."""
+    out = Path(out)
+    if not out.exists():
+        return
+    if not out.is_dir():
+        fail(out, "output exists and is not a folder")
+    if not is_dataset_folder(out) and any(out.iterdir()):
+        fail(out, "output folder exists, is not empty and is not a canonical dataset folder; "
+                  "refusing to replace it")
 
 
 def check_features(array, path, video_id, feature_dim=None):
@@ -240,24 +278,35 @@ class DatasetWriter:
         self._extra = {}
 
     def __enter__(self):
+        clean_stale(self.out)
+        check_replaceable(self.out)
         self._ctx = atomic_dir(self.out)
         self.tmp = self._ctx.__enter__()
         return self
 
     def __exit__(self, exc_type, exc, tb):
+        """Finish the folder; an error while finishing removes the temporary folder and propagates.
+
+        (Returning the inner context's result would swallow it: with no exception in the `with`
+        body, a falsy return means "nothing to re-raise", and OUT would silently not be written.)
+        """
         if exc_type is None:
             try:
                 self._finish()
             except BaseException as error:
-                return self._ctx.__exit__(type(error), error, error.__traceback__)
+                self._ctx.__exit__(type(error), error, error.__traceback__)
+                raise
         return self._ctx.__exit__(exc_type, exc, tb)
 
     def add_video(self, video_id, subset, duration, features, teacher_features=None, source=None):
         """Store one video's features: an array (validated, saved) or a canonical .npy path (hard-linked).
 
         A path must be a file of an already imported canonical folder (it was validated then), so
-        only its header is read.
+        only its header is read. The id and duration are checked first: the id becomes a file name.
         """
+        check_video_id(self.out, video_id)
+        if not np.isfinite(float(duration)) or not float(duration) > 0:
+            fail(self.out, f"duration must be a positive number of seconds, got {duration}", video_id)
         row = {"video_id": video_id, "subset": subset, "duration": float(duration),
                "n_steps": self._store(STUDENT_FEATURES, video_id, features, "feature_dim", source)}
         if teacher_features is not None:

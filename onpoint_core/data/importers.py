@@ -3,9 +3,12 @@
 `import_layout(layout, ROOT, OUT)` reads one layout under ROOT and writes OUT with `DatasetWriter`
 (validated, atomic: on any error OUT is left exactly as it was, or absent). Layouts and file names:
 
-hrpro   THUMOS'14 as shipped with HR-Pro (teacher features, I3D, 25/16 = 1.5625 steps/s)
-          ROOT/gt_full.json                       annotations (subsets Validation = train, Test = test)
-          ROOT/split_train.txt, ROOT/split_test.txt  the videos to import (200 / 210); nothing else is read
+hrpro   THUMOS'14 as shipped with HR-Pro (teacher features, I3D, 25/16 = 1.5625 steps/s), and the other
+        datasets HR-Pro publishes in the same layout (GTEA, BEOID)
+          ROOT/gt_full.json                       annotations (`annotations=PATH` for another name)
+          ROOT/split_train.txt, ROOT/split_test.txt  the videos to import (200 / 210) and their subsets:
+                                                  as in HR-Pro's loader the split files decide; a JSON
+                                                  `subset` that disagrees is only counted and warned about
           ROOT/point_labels/point_gaussian.csv    LACP points (or ROOT/point_gaussian.csv)
           ROOT/Ambiguous_test.txt                 optional; becomes OUT/ambiguous.parquet
           ROOT/features/{train,test}/<video>.npy  T x 2048 (rgb then flow)
@@ -65,8 +68,10 @@ import pandas as pd
 from tqdm import tqdm
 
 from ..errors import OnPointError, fail
-from .dataset import (AMBIGUOUS_TABLE, POINT_COLUMNS, SEGMENT_COLUMNS, STUDENT_FEATURES, TEACHER_FEATURES, DatasetWriter,
-                      check_features, choose_validation, load_dataset)
+from ..io import DuplicateKey, clean_stale, unique_keys
+from .dataset import (AMBIGUOUS_TABLE, POINT_COLUMNS, SEGMENT_COLUMNS, STUDENT_FEATURES, SUBSETS, TEACHER_FEATURES,
+                      DatasetWriter, check_features, check_replaceable, check_video_id, choose_validation,
+                      is_dataset_folder, load_dataset)
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +245,9 @@ def _read_json(path):
     if not path.is_file():
         fail(path, "annotation file not found")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(), object_pairs_hook=unique_keys)
+    except DuplicateKey as exc:
+        fail(path, exc.describe())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         fail(path, f"not valid JSON ({exc})")
     if not isinstance(data, dict) or not isinstance(data.get("database"), dict):
@@ -260,27 +267,45 @@ def _read_split(path):
     return list(dict.fromkeys(ids))
 
 
-def _check_video_id(path, video_id):
-    if not video_id or "/" in video_id or "\\" in video_id or video_id.startswith("."):
-        fail(path, "video id is not usable as a file name", video_id)
+def subset_names_with(base, mapping):
+    """The layout's subset names (lower case) with the user's `NAME=train|val|test` mapping on top."""
+    names = dict(base)
+    for name, subset in (mapping or {}).items():
+        if subset not in SUBSETS:
+            raise OnPointError(f"subset mapping {name}={subset}: the target must be one of {', '.join(SUBSETS)}")
+        names[str(name).lower()] = subset
+    return names
+
+
+def _subset_of(path, video_id, raw, subset_names, keep, report):
+    """train|val|test of one video: the split files decide when present (as in HR-Pro's own loader,
+    which never reads the JSON's subset); the JSON's name then only raises a counted warning."""
+    mapped = subset_names.get(raw.lower())
+    report["subsets_in_file"][raw] += 1
+    if keep is None:
+        if mapped is None:
+            fail(path, f"unknown subset {raw!r} (expected one of {sorted(set(subset_names))}; map other names "
+                       f"with --subset-map NAME=train|val|test)", video_id)
+        return mapped
+    if mapped is None or ("test" if mapped == "test" else "train") != keep[video_id]:
+        report["subset_disagrees_with_split"].append(video_id)
+    return keep[video_id]
 
 
 def _parse_database(path, database, subset_names, keep=None):
     """Entries of a `database` JSON: subsets normalised, segments clipped into the video.
 
-    `keep`: video_id -> subset the split files give; videos outside it are not imported.
+    `keep`: video_id -> subset the split files give; videos outside it are not imported, and the
+    split decides the subset of the others.
     Returns (videos, segments, classes, ambiguous rows, report).
     """
-    report = {"subsets_renamed": Counter(), "not_in_split": [], "no_annotations": [],
-              "segments_clipped": 0, "segments_outside_video": 0}
+    report = {"subsets_renamed": Counter(), "subsets_in_file": Counter(), "subset_disagrees_with_split": [],
+              "not_in_split": [], "no_annotations": [], "segments_clipped": 0, "segments_outside_video": 0}
     videos, rows, ambiguous, labels = {}, [], [], set()
     for video_id, entry in database.items():
         if not isinstance(entry, dict):
-            fail(path, "entry is not an object", video_id)
+            fail(path, f"entry is not an object (got {type(entry).__name__})", video_id)
         raw = str(entry.get("subset", ""))
-        subset = subset_names.get(raw.lower())
-        if subset is None:
-            fail(path, f"unknown subset {raw!r} (expected one of {sorted(set(subset_names))})", video_id)
         try:
             duration = float(entry["duration"])
             fps = float(entry["fps"]) if entry.get("fps") is not None else None
@@ -293,9 +318,8 @@ def _parse_database(path, database, subset_names, keep=None):
         if keep is not None and video_id not in keep:
             report["not_in_split"].append(video_id)
             continue
-        _check_video_id(path, video_id)
-        if keep is not None and keep[video_id] != ("test" if subset == "test" else "train"):
-            fail(path, f"subset {raw!r} contradicts the split file that lists it as {keep[video_id]}", video_id)
+        check_video_id(path, video_id)
+        subset = _subset_of(path, video_id, raw, subset_names, keep, report)
         if not duration > 0 or not np.isfinite(duration):
             fail(path, f"duration must be positive, got {duration}", video_id)
         if raw != subset:
@@ -400,11 +424,11 @@ def _split_keep(root, required):
     return keep
 
 
-def _hrpro(root, annotations, points):
+def _hrpro(root, annotations, points, names):
     gt = Path(annotations) if annotations else root / "gt_full.json"
     database = _read_json(gt)
     keep = _split_keep(root, required=True)
-    videos, segments, classes, amb_rows, report = _parse_database(gt, database, THUMOS_SUBSETS, keep)
+    videos, segments, classes, amb_rows, report = _parse_database(gt, database, names, keep)
     ann = _Annotations(gt, "hrpro", videos, segments, classes, report=report)
     if points is not False:
         if points is None:
@@ -420,17 +444,27 @@ def _hrpro(root, annotations, points):
     return ann, _NpyFolders(folders)
 
 
-def _oat(root, annotations, train_pickle, test_pickle, tolerance):
+def _blocklist_keep(path, database, names):
+    """Without split files: every video of the file but the three THUMOS test videos HR-Pro excludes."""
+    keep = {}
+    for video_id, entry in database.items():
+        if video_id in BLOCKED_THUMOS or not isinstance(entry, dict):
+            continue          # a non-object entry is refused by _parse_database
+        raw = str(entry.get("subset", ""))
+        if raw.lower() not in names:
+            fail(path, f"unknown subset {raw!r} (expected one of {sorted(set(names))}; map other names with "
+                       f"--subset-map NAME=train|test)", video_id)
+        keep[video_id] = "test" if names[raw.lower()] == "test" else "train"
+    return keep
+
+
+def _oat(root, annotations, train_pickle, test_pickle, tolerance, names):
     path = Path(annotations) if annotations else root / "thumos14_v2.json"
     database = _read_json(path)
     keep = _split_keep(root, required=False)
     if keep is None:
-        keep = {}
-        for video_id, entry in database.items():
-            subset = THUMOS_SUBSETS.get(str(entry.get("subset", "")).lower()) if isinstance(entry, dict) else None
-            if video_id not in BLOCKED_THUMOS and subset is not None:
-                keep[video_id] = subset
-    videos, segments, classes, amb_rows, report = _parse_database(path, database, THUMOS_SUBSETS, keep)
+        keep = _blocklist_keep(path, database, names)
+    videos, segments, classes, amb_rows, report = _parse_database(path, database, names, keep)
     ann = _Annotations(path, "oat", videos, segments, classes, report=report)
     amb_file = root / "Ambiguous_test.txt"
     amb_rows += _read_ambiguous(amb_file, videos) if amb_file.is_file() else []
@@ -442,10 +476,10 @@ def _oat(root, annotations, train_pickle, test_pickle, tolerance):
     return ann, features
 
 
-def _hat(root, annotations, split, features_dir, tolerance):
+def _hat(root, annotations, split, features_dir, tolerance, names):
     path = Path(annotations) if annotations else root / f"egtea_annotations_split{split}.json"
     database = _read_json(path)
-    videos, segments, classes, amb_rows, report = _parse_database(path, database, DATABASE_SUBSETS)
+    videos, segments, classes, amb_rows, report = _parse_database(path, database, names)
     ann = _Annotations(path, "hat", videos, segments, classes, report=report,
                        explicit_val=any(info["subset"] == "val" for info in videos.values()))
     if amb_rows:
@@ -477,20 +511,10 @@ class _Existing:
                             explicit_val=not self.carved_val)
 
 
-def _is_dataset(path):
-    return (path / "classes.json").is_file() and (path / "videos.parquet").is_file()
-
-
 def _existing(out, features_for):
     """What to merge with: None to write OUT from scratch (replacing a dataset that is there)."""
-    if not out.exists():
-        return None
-    if not out.is_dir():
-        fail(out, "output exists and is not a folder")
-    if not _is_dataset(out):
-        if any(out.iterdir()):
-            fail(out, "output folder exists, is not empty and is not a canonical dataset folder; "
-                      "refusing to replace it")
+    check_replaceable(out)
+    if not is_dataset_folder(out):
         return None
     if features_for == "both":
         log.warning("%s: replacing the existing dataset (features_for='both')", out)
@@ -542,7 +566,7 @@ def _auto_rate(features, ids, videos):
 
 def import_layout(layout, root, out, *, features_for="both", val_fraction=0.1, seed=0, annotations=None,
                   duration_tolerance=0.05, progress=True, points=None, split=1, features_dir=None,
-                  train_pickle=None, test_pickle=None, step_rate=None):
+                  train_pickle=None, test_pickle=None, step_rate=None, subset_map=None):
     """Read a public layout under `root` into the canonical dataset folder `out`; return summary counts.
 
     layout        "hrpro" | "oat" | "hat" (file names: this module's docstring).
@@ -557,6 +581,9 @@ def import_layout(layout, root, out, *, features_for="both", val_fraction=0.1, s
                   runs code, so name only files from a source you trust).
     step_rate     nominal steps/s for the length check instead of the layout's; "auto": median over
                   the videos.
+    subset_map    {name in the file: train|val|test}, for subset names the layout does not know or
+                  reads otherwise (hat reads 'Validation' as val). With split files (hrpro, and oat
+                  when present) the split files decide and the file's subset is only a warning.
 
     Every problem with the input raises OnPointError naming the file, the video and the problem,
     and leaves `out` as it was (absent, or the existing dataset when merging).
@@ -578,12 +605,13 @@ def import_layout(layout, root, out, *, features_for="both", val_fraction=0.1, s
         if value not in (None, False) and layout != owner:
             raise OnPointError(f"{name} applies to the {owner} layout only, not {layout}")
 
+    names = subset_names_with(DATABASE_SUBSETS if layout == "hat" else THUMOS_SUBSETS, subset_map)
     if layout == "hrpro":
-        ann, features = _hrpro(root, annotations, points)
+        ann, features = _hrpro(root, annotations, points, names)
     elif layout == "oat":
-        ann, features = _oat(root, annotations, train_pickle, test_pickle, duration_tolerance)
+        ann, features = _oat(root, annotations, train_pickle, test_pickle, duration_tolerance, names)
     else:
-        ann, features = _hat(root, annotations, split, features_dir, duration_tolerance)
+        ann, features = _hat(root, annotations, split, features_dir, duration_tolerance, names)
     report = ann.report
 
     ids = sorted(ann.videos)
@@ -610,12 +638,14 @@ def import_layout(layout, root, out, *, features_for="both", val_fraction=0.1, s
         if not rate > 0:
             raise OnPointError(f"step_rate must be a positive number of steps per second or 'auto', got {step_rate!r}")
 
+    clean_stale(out)           # a killed earlier import: its temporary folder goes, a moved-aside OUT comes back
     existing = _existing(out, features_for)
     role = features_for
     plan = _merge_plan(ann, ids, existing, role, duration_tolerance) if existing else None
     tables = plan["tables"] if plan else ann
     final_ids = plan["ids"] if plan else ids
     subsets = _subsets(tables, final_ids, val_fraction, seed)
+    _check_both_splits(tables.path, subsets, report)
 
     info = {"layout": layout, "root": str(root.absolute()), "imported_for": role,
             "steps_per_second": rate, "streams": ["rgb", "flow"]}
@@ -654,6 +684,23 @@ def import_layout(layout, root, out, *, features_for="both", val_fraction=0.1, s
                                  for k, v in summary["skipped"].items()} | summary["warnings"]
     _log_warnings(layout, summary)
     return summary
+
+
+def _check_both_splits(path, subsets, report):
+    """An import without training or without test videos is an error: every later stage needs both.
+
+    The usual cause is a subset name read differently than meant (an ActionFormer-style THUMOS
+    file calls its training videos 'Validation', which the hat layout reads as val).
+    """
+    counts = Counter(subsets.values())
+    for needed in ("train", "test"):
+        if counts.get(needed):
+            continue
+        names = dict(report.get("subsets_in_file", {}))
+        hint = ("; if these are the training videos, pass --subset-map Validation=train"
+                if needed == "train" and counts.get("val") else "; map the file's names with --subset-map NAME=train|val|test")
+        fail(path, f"the import would have no {needed} videos (train {counts.get('train', 0)}, val "
+                   f"{counts.get('val', 0)}, test {counts.get('test', 0)}; subsets in the file: {names}){hint}")
 
 
 def _merge_plan(ann, ids, existing, role, tolerance):
@@ -714,6 +761,7 @@ def _summary(layout, out, role, writer, tables, keep, subsets, report, features,
         "segments_clipped": int(report.get("segments_clipped", 0)),
         "segments_outside_video": int(report.get("segments_outside_video", 0)),
         "subsets_renamed": dict(report.get("subsets_renamed", {})),
+        "subset_disagrees_with_split": len([v for v in report.get("subset_disagrees_with_split", []) if v in keep]),
         "point_collisions": int(report.get("point_collisions", 0)),
         "points_dropped": int(report.get("points_dropped", 0)),
         "stream_length_mismatch": len(getattr(features, "mismatched", [])),
@@ -749,5 +797,8 @@ def _log_warnings(layout, summary):
     if w["stream_length_mismatch"]:
         log.warning("%s: %d videos had rgb and flow of slightly different lengths; cut to the shorter",
                     layout, w["stream_length_mismatch"])
+    if w["subset_disagrees_with_split"]:
+        log.warning("%s: %d videos have a subset in the annotation file that disagrees with the split files; "
+                    "the split files decide (as in HR-Pro's own loader)", layout, w["subset_disagrees_with_split"])
     if w["subsets_renamed"]:
         log.info("%s: subset names normalised: %s", layout, w["subsets_renamed"])

@@ -33,7 +33,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from ..errors import OnPointError, fail
-from .dataset import DatasetWriter, choose_validation
+from ..io import DuplicateKey, unique_keys
+from .dataset import DatasetWriter, check_video_id, choose_validation
 
 PHASE_WIDTH = 0.25  # onset and offset each take this share of an instance; the body the rest
 
@@ -203,7 +204,7 @@ def _video_classes(rng, syn, num_classes):
         k = 1 if rng.random() < 0.7 else 2
     first = int(rng.integers(num_classes))
     chosen = [first]
-    pairs = _confusable_pairs(syn["confusable_pairs"])
+    pairs = _confusable_pairs(_pair_count(syn, num_classes))
     pair = {a: b for a, b in pairs} | {b: a for a, b in pairs}
     if k >= 2 and first in pair and rng.random() < 0.5:
         chosen.append(pair[first])   # confusable classes co-occur, as related sports do in THUMOS
@@ -218,6 +219,11 @@ def _confusable_pairs(count):
     return [(2 * k, 2 * k + 1) for k in range(count)]
 
 
+def _pair_count(syn, num_classes):
+    """Confusable pairs that fit: an annotation file may have fewer classes than 2 x the profile's pairs."""
+    return min(int(syn["confusable_pairs"]), num_classes // 2)
+
+
 def class_names(num_classes):
     return [f"action_{i:02d}" for i in range(num_classes)]
 
@@ -225,7 +231,7 @@ def class_names(num_classes):
 def _world(syn, num_classes):
     rng = np.random.default_rng([syn["seed"], 0])
     return ClassPatterns(num_classes, syn["stream_dim"], syn["phase_contrast"],
-                         syn["confusable_pairs"], syn["confusable_similarity"], rng)
+                         _pair_count(syn, num_classes), syn["confusable_similarity"], rng)
 
 
 def generate_synthetic(syn, out, progress=True):
@@ -257,34 +263,61 @@ SUBSET_NAMES = {"train": "train", "training": "train", "validation": "train", "v
                 "test": "test", "testing": "test"}
 
 
+def _read_database(annotation_file):
+    """The `database` mapping of an annotation JSON; a video listed twice is refused, naming both."""
+    try:
+        database = json.loads(annotation_file.read_text(), object_pairs_hook=unique_keys)["database"]
+    except FileNotFoundError:
+        fail(annotation_file, "annotation file not found")
+    except DuplicateKey as exc:
+        fail(annotation_file, exc.describe())
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+        fail(annotation_file, f"not a `database` annotation JSON ({exc.__class__.__name__}: {exc})")
+    if not isinstance(database, dict):
+        fail(annotation_file, f"not a `database` annotation JSON ('database' is a {type(database).__name__}, "
+                              f"expected an object video id -> entry)")
+    return database
+
+
+def _entry_of(annotation_file, video_id, entry):
+    """(subset, duration, fps, segment rows) of one entry, checked: each problem is one line naming the video."""
+    check_video_id(annotation_file, video_id)
+    if not isinstance(entry, dict):
+        fail(annotation_file, f"entry is not an object (got {type(entry).__name__})", video_id)
+    subset = SUBSET_NAMES.get(str(entry.get("subset", "")).lower())
+    if subset is None:
+        fail(annotation_file, f"unknown subset {entry.get('subset')!r}", video_id)
+    rows = []
+    try:
+        duration = float(entry["duration"])
+        if not np.isfinite(duration) or not duration > 0:
+            fail(annotation_file, f"duration must be a positive number of seconds, got {entry['duration']!r}", video_id)
+        for ann in entry.get("annotations", []):
+            start, end = map(float, ann["segment"])
+            rows.append((video_id, str(ann["label"]), max(0.0, start), min(duration, end)))
+    except (KeyError, TypeError, ValueError) as exc:
+        fail(annotation_file, f"malformed entry ({exc.__class__.__name__}: {exc})", video_id)
+    return subset, duration, entry.get("fps"), rows
+
+
 def synthesize_from_annotations(annotation_file, syn, out, points_csv=None, progress=True):
     """Annotation-driven mode: synthetic features along the real segments of a `database` JSON file.
 
     Works with the THUMOS'14 (gt_full.json, thumos14_v2.json) and EGTEA/HOI4D (HAT) layouts; the
     THUMOS 'Validation' subset is its training set. `points_csv`: LACP points (HR-Pro layout), kept.
+    Video ids become file names, so they are checked as `onpoint import` checks them.
     """
     annotation_file = Path(annotation_file)
-    try:
-        database = json.loads(annotation_file.read_text())["database"]
-    except FileNotFoundError:
-        fail(annotation_file, "annotation file not found")
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        fail(annotation_file, f"not a `database` annotation JSON ({exc.__class__.__name__}: {exc})")
+    database = _read_database(annotation_file)
     rows, videos = [], []
     for video_id, entry in database.items():
-        subset = SUBSET_NAMES.get(str(entry.get("subset", "")).lower())
-        if subset is None:
-            fail(annotation_file, f"unknown subset {entry.get('subset')!r}", video_id)
-        try:
-            duration = float(entry["duration"])
-            for ann in entry.get("annotations", []):
-                start, end = map(float, ann["segment"])
-                rows.append((video_id, str(ann["label"]), max(0.0, start), min(duration, end)))
-        except (KeyError, TypeError, ValueError) as exc:
-            fail(annotation_file, f"malformed entry ({exc.__class__.__name__}: {exc})", video_id)
-        videos.append((video_id, subset, duration, entry.get("fps")))
+        subset, duration, fps, own = _entry_of(annotation_file, video_id, entry)
+        rows += own
+        videos.append((video_id, subset, duration, fps))
     segments = pd.DataFrame(rows, columns=["video_id", "label", "start", "end"])
-    segments = segments[segments.end > segments.start]
+    segments = segments[np.isfinite(segments.start) & np.isfinite(segments.end) & (segments.end > segments.start)]
+    if segments.empty:
+        fail(annotation_file, "no annotated segment of positive length: nothing to take classes and timing from")
     names = sorted(segments.label.unique())
     lookup = {name: i for i, name in enumerate(names)}
     patterns = _world(syn, len(names))
@@ -317,7 +350,12 @@ def _lacp_points(path, fps_of):
     missing = {"class", "video_id", "point"} - set(table.columns)
     if missing:
         fail(path, f"missing columns {sorted(missing)}")
-    fps = table.video_id.map(fps_of)
-    if fps.isna().any():
-        raise OnPointError(f"{path}: video {table.video_id[fps.isna()].iloc[0]}: no fps in the annotation file")
-    return pd.DataFrame({"video_id": table.video_id, "label": table["class"], "time": table.point / fps})
+    table = table.astype({"video_id": str, "class": str})
+    fps = pd.to_numeric(table.video_id.map(fps_of), errors="coerce")
+    if not (fps > 0).all():
+        raise OnPointError(f"{path}: video {table.video_id[~(fps > 0)].iloc[0]}: no positive fps in the annotation file")
+    frames = pd.to_numeric(table.point, errors="coerce")
+    if frames.isna().any():
+        raise OnPointError(f"{path}: video {table.video_id[frames.isna()].iloc[0]}: point "
+                           f"{table.point[frames.isna()].iloc[0]!r} is not a frame number")
+    return pd.DataFrame({"video_id": table.video_id, "label": table["class"], "time": frames / fps})

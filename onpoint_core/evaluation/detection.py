@@ -415,7 +415,7 @@ def _ambiguous_mask(pred, ambiguous, rule):
 
 # --------------------------------------------------------------------------- public evaluation
 
-def _select_tables(gt, pred, ambiguous, videos, ambiguous_rule):
+def _select_tables(gt, pred, ambiguous, videos, ambiguous_rule, gt_source="ground truth table"):
     """Checked tables restricted to `videos`, minus ambiguous predictions; (gt, pred, n dropped)."""
     gt = _check_frame(gt, "segments", "ground truth table")
     pred = _check_frame(pred, "proposals", "prediction table")
@@ -430,13 +430,13 @@ def _select_tables(gt, pred, ambiguous, videos, ambiguous_rule):
         ignored = int(drop.sum())
         pred = pred[~drop].reset_index(drop=True)
     if not len(gt):
-        fail("ground truth table", "no ground-truth segments to evaluate against"
-             + (" in the selected videos" if videos is not None else ""))
+        fail(gt_source, "no ground-truth segments to evaluate against"
+             + (f" in the {len(keep)} selected videos" if videos is not None else ""))
     return gt, pred, ignored
 
 
 def evaluate_detections(gt, pred, tiou_thresholds=DEFAULT_TIOU_THRESHOLDS, ambiguous=None, videos=None,
-                        ambiguous_rule="hrpro"):
+                        ambiguous_rule="hrpro", gt_source="ground truth table"):
     """mAP at each tIoU threshold, their averages, instance F1 and AEDT; a JSON-ready dict.
 
     gt: video_id, label, start, end. pred: video_id, label, start, end, score[, gen_time].
@@ -451,9 +451,10 @@ def evaluate_detections(gt, pred, tiou_thresholds=DEFAULT_TIOU_THRESHOLDS, ambig
     - F1/precision/recall at tIoU 0.5 use the same score-greedy matching as AP at 0.5 (one
       match per GT); AEDT = mean(gen_time - matched GT end) over those true positives, None when
       `pred` has no gen_time column or there is no true positive.
+    - `gt_source`: the ground truth's file, named by the error when no GT segment is left.
     """
     thresholds = _check_thresholds(tiou_thresholds)
-    gt, pred, ignored = _select_tables(gt, pred, ambiguous, videos, ambiguous_rule)
+    gt, pred, ignored = _select_tables(gt, pred, ambiguous, videos, ambiguous_rule, gt_source)
 
     half = np.isclose(thresholds, 0.5)
     all_thresholds = thresholds if half.any() else np.append(thresholds, 0.5)
@@ -564,6 +565,44 @@ def check_labels(gt, pred, classes=None, gt_source="ground truth table", pred_so
             return ", ".join(repr(x) for x in labels[:3]) + (", ..." if len(labels) > 3 else "")
         fail(pred_source, f"none of its labels ({sample(pred_labels)}) is a label of {gt_source} "
                           f"({sample(gt_labels)}); are they class indices in one and names in the other?")
+
+
+def _sample(values, limit=3):
+    """A few values for a one-line message (a THUMOS table has thousands)."""
+    values = [v.item() if isinstance(v, np.generic) else v for v in values]
+    return ", ".join(repr(v) for v in values[:limit]) + (", ..." if len(values) > limit else "")
+
+
+def coverage_warnings(gt, pred, videos=None, gt_source="ground truth", pred_source="predictions"):
+    """What makes a score 0 (or lower) without being an error, one line each, for stderr.
+
+    No prediction video in the GT (e.g. ids of another split or naming) scores exactly 0.0;
+    a GT class without any prediction scores AP 0 and pulls mAP down; predictions of a class
+    the GT lacks are left out of mAP. Each is plausible for a weak model, and a mistake more often.
+    """
+    if videos is not None:
+        keep = {str(v) for v in videos}
+        gt = gt[gt["video_id"].astype(str).isin(keep)]
+        pred = pred[pred["video_id"].astype(str).isin(keep)]
+    if not len(gt):
+        return []
+    if not len(pred):
+        return [f"{pred_source}: no predictions for the evaluated videos; every score is 0"]
+    gt_videos = set(gt["video_id"].astype(str))
+    pred_videos = pd.unique(pred["video_id"].astype(str))
+    if gt_videos.isdisjoint(pred_videos):
+        return [f"{pred_source}: none of its {len(pred_videos)} videos ({_sample(pred_videos)}) is in {gt_source} "
+                f"({_sample(sorted(gt_videos))}); every ground-truth segment counts as missed"]
+    warnings = []
+    gt_labels, pred_labels = pd.unique(gt["label"]), set(pd.unique(pred["label"]))
+    unpredicted = [label for label in gt_labels if label not in pred_labels]
+    if unpredicted:
+        warnings.append(f"{pred_source}: {len(unpredicted)} of the {len(gt_labels)} classes of {gt_source} have no "
+                        f"prediction and score AP 0: {_sample(sorted(unpredicted, key=str), 5)}")
+    extra = sorted((label for label in pred_labels if label not in set(gt_labels)), key=str)
+    if extra:
+        warnings.append(f"{pred_source}: labels absent from {gt_source}, left out of mAP: {_sample(extra, 5)}")
+    return warnings
 
 
 def segment_quality(gt, segments, tiou_threshold=0.5):

@@ -27,6 +27,28 @@ from .onms import OnlineNMS
 PROPOSAL_COLUMNS = ["video_id", "label", "start", "end", "score", "gen_time"]
 
 
+class NonFiniteOutput(OnPointError):
+    """The network's output for some streams at one step is NaN or inf.
+
+    Finite but huge features (1e30) overflow inside the network; NaN scores then fail every
+    threshold and the stream silently emits nothing. Callers know the stream names and add them.
+    """
+
+    def __init__(self, streams, steps):
+        self.streams, self.steps = np.asarray(streams), np.asarray(steps)
+        super().__init__(f"step {int(self.steps[0])} of stream {int(self.streams[0])}: the network's output is "
+                         f"NaN or inf")
+
+
+def _nonfinite_rows(outputs):
+    """Boolean mask of the batch rows whose outputs hold a NaN or inf (one device sync when all are fine)."""
+    flags = [~torch.isfinite(t.float()).flatten(1).all(dim=1) for t in outputs.values() if torch.is_tensor(t)]
+    bad = torch.stack(flags).any(dim=0)
+    if not bool(bad.any()):
+        return None
+    return bad.cpu().numpy()
+
+
 class StreamingEngine:
     """Ring buffers of the last W steps of N streams, the student, the decoder and the online NMS.
 
@@ -108,6 +130,9 @@ class StreamingEngine:
         windows = self.buffer[rows_t[:, None], order]
         with torch.inference_mode(), self._autocast():
             outputs = self.model(windows, heads="inference")
+        bad = _nonfinite_rows(outputs)
+        if bad is not None:
+            raise NonFiniteOutput(rows[bad], self.steps[rows[bad]] - 1)
         now_steps = self.steps[rows].astype(np.float64)
         found = decode(outputs, self.mode, self.anchors, now_steps, self.rates[rows], self.score_threshold)
         found.stream = rows[found.stream]
@@ -188,7 +213,11 @@ def stream_videos(engine_or_model, features_by_video, durations, batch_size=64, 
             staged = torch.as_tensor(staged, device=engine.device)
             for offset in range(stop - chunk_start):
                 active = lengths > chunk_start + offset
-                found, gen_time = engine.push_arrays(staged[:, offset], active)
+                try:
+                    found, gen_time = engine.push_arrays(staged[:, offset], active)
+                except NonFiniteOutput as exc:
+                    raise OnPointError(f"video {batch[int(exc.streams[0])]}: step {int(exc.steps[0])}: the network's "
+                                       f"output is NaN or inf (features far outside the training range?)") from None
                 if len(found):
                     found_parts.append(found)
                     gen_parts.append(gen_time)

@@ -8,8 +8,15 @@ or the checkpoint's steps_per_second. A file and the same rows on stdin (at the 
 identical output: both go through the same per-step loop.
 
 Each line is flushed when written. Bad input (wrong width, a NaN/inf step, no steps, a truncated
-stdin row or line) stops the stream with a one-line error naming the step; the lines already
-written stay written.
+stdin row or line, features so large that the network's output is NaN) stops the stream with a
+one-line error naming the step; the lines already written stay written. A bad --device or a
+checkpoint that cannot work (NaN weights, a config that does not fit its weights) is refused
+before the first step.
+
+Threads: one stream at batch 1 is a few small matrix products per step; torch's default of one
+intra-op thread per core gains nothing there, and on a busy machine its spin-waiting threads
+made 300 steps take minutes instead of seconds. --threads defaults to 1 (see the report of
+issue 12 for the measurement).
 """
 
 from __future__ import annotations
@@ -87,6 +94,60 @@ def _binary_rows(stream, feature_dim, source):
         step += 1
 
 
+def _device(name):
+    """The torch device to run on, checked: a bad name or an absent CUDA is one line, not a traceback."""
+    import torch
+
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise OnPointError(f"--device {name!r}: not a device name (cpu, cuda or cuda:N)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise OnPointError(f"--device {name}: CUDA is not available here (no GPU, or torch built without CUDA); "
+                               f"use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise OnPointError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
+    elif device.type != "cpu":
+        raise OnPointError(f"--device {name}: only cpu and cuda devices are supported")
+    return device
+
+
+def _first_line(exc):
+    """`Type: first line of the message`: torch's messages run over many lines; ours are one."""
+    text = str(exc).strip().splitlines()
+    return f"{exc.__class__.__name__}: {text[0]}" if text else exc.__class__.__name__
+
+
+def _checked_student(model_path, device):
+    """(model, meta) of a checkpoint that can stream: finite weights, and one window through the
+    network works and gives finite numbers. A crafted or damaged file fails here, in one line,
+    instead of as a traceback mid-stream or as silently empty output (NaN scores pass no threshold)."""
+    import torch
+
+    from ..student.checkpoint import load_student
+
+    try:
+        model, meta = load_student(model_path, device)
+        config = meta["config"]
+        window, feature_dim = int(config["window"]), int(config["feature_dim"])
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise OnPointError(f"{model_path}: malformed student checkpoint ({_first_line(exc)})") from None
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise OnPointError(f"{model_path}: weight {name} holds NaN or inf; the checkpoint is damaged")
+    try:
+        with torch.inference_mode():
+            outputs = model(torch.zeros(1, window, feature_dim, device=device), heads="inference")
+    except (RuntimeError, KeyError, TypeError, ValueError, IndexError) as exc:
+        raise OnPointError(f"{model_path}: the network fails on one window ({_first_line(exc)})") from None
+    if not all(bool(torch.isfinite(t).all()) for t in outputs.values() if torch.is_tensor(t)):
+        raise OnPointError(f"{model_path}: the network's output on an all-zero window is NaN or inf")
+    return model, meta
+
+
 def _emit(proposal):
     click.echo(json.dumps({key: proposal[key] for key in ("label", "start", "end", "score", "gen_time")}))
     sys.stdout.flush()
@@ -109,9 +170,12 @@ def _emit(proposal):
 @click.option("--tiou-floor", type=float, default=1.0, show_default=True,
               help="Seconds: tIoU denominators of the online NMS are at least this.")
 @click.option("--device", default=None, help="torch device (default: cuda if available, else cpu).")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="CPU threads for torch. One stream at batch 1 gains nothing from more, and on a busy machine "
+                   "extra threads make it many times slower.")
 @friendly_errors
 def stream_command(model_path, features_path, duration, step_rate, stdin_format, score_threshold, nms_iou,
-                   tiou_floor, device):
+                   tiou_floor, device, threads):
     """Stream one video's features through the student; print one JSON line per emitted proposal.
 
     Each line holds label, start, end, score and gen_time (seconds; gen_time is when the proposal
@@ -119,15 +183,26 @@ def stream_command(model_path, features_path, duration, step_rate, stdin_format,
     """
     import torch
 
-    from ..student.checkpoint import load_student
-    from .engine import StreamingEngine
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        _stream(model_path, features_path, duration, step_rate, stdin_format, score_threshold, nms_iou,
+                tiou_floor, device)
+    finally:
+        torch.set_num_threads(previous)     # in-process callers (tests) keep their own setting
+
+
+def _stream(model_path, features_path, duration, step_rate, stdin_format, score_threshold, nms_iou,
+            tiou_floor, device):
+    """The body of `onpoint stream` (options as there)."""
+    from .engine import NonFiniteOutput, StreamingEngine
 
     if step_rate is not None and not step_rate > 0:
         raise OnPointError(f"--step-rate must be > 0, got {step_rate}")
     if duration is not None and not duration > 0:
         raise OnPointError(f"--duration must be > 0 seconds, got {duration}")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model, meta = load_student(model_path, device)
+    device = _device(device)
+    model, meta = _checked_student(model_path, device)
     feature_dim = int(meta["config"]["feature_dim"])
     default_rate = step_rate or float(meta.get("steps_per_second") or 0)
     if features_path == "-":
@@ -144,13 +219,26 @@ def stream_command(model_path, features_path, duration, step_rate, stdin_format,
         rate = n_steps / duration if duration is not None else default_rate
     if not rate > 0:
         raise OnPointError(f"{model_path}: no steps_per_second in the checkpoint; give --step-rate or --duration")
-    engine = StreamingEngine(model, meta, score_threshold=score_threshold, nms_iou=nms_iou,
-                             tiou_floor_seconds=tiou_floor, device=device).start([rate])
-    steps = 0
+    try:
+        engine = StreamingEngine(model, meta, score_threshold=score_threshold, nms_iou=nms_iou,
+                                 tiou_floor_seconds=tiou_floor, device=device).start([rate])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise OnPointError(f"{model_path}: malformed student checkpoint ({_first_line(exc)})") from None
+    except OnPointError as exc:
+        if str(exc).startswith("checkpoint meta"):
+            raise OnPointError(f"{model_path}: {exc}") from None
+        raise
+    steps, largest = 0, 0.0
     for row in rows:
         if not np.isfinite(row).all():
             raise OnPointError(f"{source}: step {steps}: feature value is NaN or inf")
-        for proposal in engine.push(row[None, :])[0]:
+        largest = max(largest, float(np.abs(row).max()))
+        try:
+            proposals = engine.push(row[None, :])[0]
+        except NonFiniteOutput:
+            raise OnPointError(f"{source}: step {steps}: the network's output is NaN or inf (largest |feature| so far "
+                               f"{largest:.3g}); are these features scaled like the ones it was trained on?") from None
+        for proposal in proposals:
             _emit(proposal)
         steps += 1
     if steps == 0:
