@@ -30,7 +30,7 @@ def read_resume_file(path, tag, fingerprint):
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one-line error
-        fail(path, f"cannot read the resume file ({type(exc).__name__}: {exc}); delete it to start afresh")
+        fail(path, f"cannot read the resume file ({type(exc).__name__}); delete it to start afresh")
     if not isinstance(state, dict) or state.get("format") != tag:
         fail(path, f"not a resume file of format {tag!r}; delete it to start afresh")
     saved = state.get("fingerprint") or {}

@@ -29,10 +29,12 @@ def raw_params():
     return copy.deepcopy(yaml.safe_load((REPO_ROOT / "params.yaml").read_text()))
 
 
+GENERATOR_OF = {"sparse": "synthetic", "dense": "synthetic_dense"}   # the dataset entries of each profile
+
+
 def tiny_synthetic(raw, profile="sparse", **changes):
-    """A `synthetic` block sized for tests: a handful of short videos."""
-    syn = {**raw["synthetic"][profile], "profile": profile, "seed": raw["synthetic"]["seed"],
-           "val_fraction": raw["synthetic"]["val_fraction"]}
+    """A synthetic dataset entry's `generator` block sized for tests: a handful of short videos."""
+    syn = copy.deepcopy(raw["datasets"][GENERATOR_OF[profile]]["generator"])
     syn.update({"num_train_videos": 6, "num_test_videos": 3, "video_seconds": [40, 60]})
     syn.update(changes)
     return syn

@@ -23,7 +23,7 @@ def _segments(n, seed=0):
 
 def test_gaussian_points_lie_inside_and_follow_sigma_over_six():
     segments = _segments(4000)
-    points = gaussian_points(segments, seed=3)
+    points = gaussian_points(segments, seed=3, sigma_fraction=1 / 6)
     ordered = segments.sort_values(["video_id", "start", "end", "label"], kind="stable").reset_index(drop=True)
     rel = (points.time - ordered.start) / (ordered.end - ordered.start)
     assert rel.between(0, 1).all()
@@ -34,10 +34,10 @@ def test_gaussian_points_lie_inside_and_follow_sigma_over_six():
 
 def test_gaussian_points_are_seeded_and_ignore_row_order():
     segments = _segments(50)
-    a = gaussian_points(segments, seed=1)
-    b = gaussian_points(segments.sample(frac=1, random_state=5), seed=1)
+    a = gaussian_points(segments, seed=1, sigma_fraction=1 / 6)
+    b = gaussian_points(segments.sample(frac=1, random_state=5), seed=1, sigma_fraction=1 / 6)
     pd.testing.assert_frame_equal(a, b)
-    assert not np.allclose(a.time, gaussian_points(segments, seed=2).time)
+    assert not np.allclose(a.time, gaussian_points(segments, seed=2, sigma_fraction=1 / 6).time)
 
 
 def test_lacp_points_match_the_published_statistics(shared_data):
@@ -55,8 +55,8 @@ def test_lacp_points_match_the_published_statistics(shared_data):
 def test_training_points_cover_train_and_val_only(tmp_path, raw_params):
     generate_synthetic(tiny_synthetic(raw_params, num_train_videos=10, val_fraction=0.2), tmp_path / "d", progress=False)
     ds = load_dataset(tmp_path / "d")
-    points = training_points(ds, "gaussian", seed=0)
+    points = training_points(ds, "gaussian", seed=0, sigma_fraction=1 / 6)
     assert set(points.video_id) <= set(ds.video_ids("train", "val"))
     assert len(points) == ds.segments.video_id.isin(ds.video_ids("train", "val")).sum()
     with pytest.raises(OnPointError, match="points.parquet: missing"):
-        training_points(ds, "dataset", seed=0)
+        training_points(ds, "dataset", seed=0, sigma_fraction=None)

@@ -97,7 +97,7 @@ def _changed_stages(committed, key):
     for part in parts[:-1]:
         node = node[part]
     old = node[parts[-1]]
-    node[parts[-1]] = NEW_VALUES.get(key, old * 2 if not isinstance(old, bool) else not old)
+    node[parts[-1]] = NEW_VALUES[key] if key in NEW_VALUES else old + 1 if isinstance(old, int) else old * 2
     try:
         (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
         status = json.loads(_run([*dvc, "status", "--json"], repo, env))

@@ -314,9 +314,8 @@ def test_instance_loss_by_hand_with_a_regression_scale():
     # anchor's two coordinates: (|1 - 0.5| + |-1 - 0|) / 2 = 0.75 (anchor 1's 5s never count)
     ce = (math.log(2.0) + math.log(4.0)) / 2
     weights = {"alpha": 2.0, "beta": 1.0, "gamma": 1.0, "delta": 1.0}
-    for scale, expected in ((None, ce + 0.75), (0.1, ce + 0.075), (0.0, ce)):
-        if scale is not None:
-            weights["regression"] = scale
+    for scale, expected in ((1.0, ce + 0.75), (0.1, ce + 0.075), (0.0, ce)):   # the weight is always given
+        weights["regression"] = scale
         total, terms = total_loss(out, batch, RUNS["teacher_oat"], weights)
         assert terms["ins"] == pytest.approx(expected, rel=1e-6)
         assert float(total) == pytest.approx(2.0 * expected, rel=1e-6)

@@ -93,7 +93,7 @@ def world(tmp_path_factory):
                          num_classes=4, confusable_pairs=1)
     generate_synthetic(syn, root / "dataset", progress=False)
     dataset = load_dataset(root / "dataset")
-    training_points(dataset, "gaussian", seed=0).to_parquet(root / "points.parquet")
+    training_points(dataset, "gaussian", seed=0, sigma_fraction=1 / 6).to_parquet(root / "points.parquet")
     _fake_teacher(dataset, root)
     _dense_points(dataset, root / "dense_points.parquet")
     paths = {"points": str(root / "points.parquet"), "pseudo": str(root / "pseudo.parquet"),

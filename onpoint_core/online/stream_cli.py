@@ -165,17 +165,20 @@ def _emit(proposal):
 @click.option("--stdin-format", type=click.Choice(["text", "npy-rows"]), default="text", show_default=True,
               help="text: one step per line, values separated by whitespace or commas; "
                    "npy-rows: raw little-endian float32 rows.")
-@click.option("--score-threshold", type=float, default=0.1, show_default=True)
-@click.option("--nms-iou", type=float, default=0.3, show_default=True, help="Online NMS tIoU threshold.")
-@click.option("--tiou-floor", type=float, default=1.0, show_default=True,
+@click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False),
+              help="Where the defaults of the three options below come from (its `online` section, as the "
+                   "online_eval stage uses them); not read when all three are given.")
+@click.option("--score-threshold", type=float, default=None, help="Default: online.score_threshold of --params.")
+@click.option("--nms-iou", type=float, default=None, help="Online NMS tIoU threshold. Default: online.nms_iou.")
+@click.option("--tiou-floor", type=float, default=None,
               help="Seconds: tIoU denominators of the online NMS are at least this.")
 @click.option("--device", default=None, help="torch device (default: cuda if available, else cpu).")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
               help="CPU threads for torch. One stream at batch 1 gains nothing from more, and on a busy machine "
                    "extra threads make it many times slower.")
 @friendly_errors
-def stream_command(model_path, features_path, duration, step_rate, stdin_format, score_threshold, nms_iou,
-                   tiou_floor, device, threads):
+def stream_command(model_path, features_path, duration, step_rate, stdin_format, params_path, score_threshold,
+                   nms_iou, tiou_floor, device, threads):
     """Stream one video's features through the student; print one JSON line per emitted proposal.
 
     Each line holds label, start, end, score and gen_time (seconds; gen_time is when the proposal
@@ -183,6 +186,7 @@ def stream_command(model_path, features_path, duration, step_rate, stdin_format,
     """
     import torch
 
+    score_threshold, nms_iou, tiou_floor = _online_settings(params_path, score_threshold, nms_iou, tiou_floor)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -190,6 +194,19 @@ def stream_command(model_path, features_path, duration, step_rate, stdin_format,
                 tiou_floor, device)
     finally:
         torch.set_num_threads(previous)     # in-process callers (tests) keep their own setting
+
+
+def _online_settings(params_path, score_threshold, nms_iou, tiou_floor):
+    """The three online settings: each given option, else the `online` section of params.yaml
+    (validated like the pipeline's; the one place their values live)."""
+    given = (score_threshold, nms_iou, tiou_floor)
+    if all(value is not None for value in given):
+        return given
+    from ..config import load_stage
+
+    online = load_stage("online_eval", params_path).online
+    defaults = (online.score_threshold, online.nms_iou, online.tiou_floor_seconds)
+    return tuple(d if value is None else value for value, d in zip(given, defaults))
 
 
 def _stream(model_path, features_path, duration, step_rate, stdin_format, score_threshold, nms_iou,
