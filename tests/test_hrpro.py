@@ -137,7 +137,7 @@ def test_batch_prediction_matches_single_video(trained):
     """Padding a short video next to a long one must not change its CAS (mask works)."""
     teacher, _, train, held_out = trained
     feats = [held_out[0][0].features[:60], train[0][0].features, held_out[1][0].features]
-    batched = teacher.predict_cas_batch(feats)
+    batched = teacher.predict_cas_batch(feats, 3)
     for f, cas in zip(feats, batched):
         np.testing.assert_allclose(cas, teacher.predict_cas(f), atol=1e-5)
 

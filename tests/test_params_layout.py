@@ -8,7 +8,6 @@
 * `onpoint params --stage` prints the same keys, resolved.
 """
 
-import ast
 import copy
 import itertools
 from pathlib import Path
@@ -19,6 +18,7 @@ from click.testing import CliRunner
 
 from onpoint_core import config
 from onpoint_core.cli import main as cli
+from scripts.sync_dvc_deps import import_closure
 
 REPO = Path(__file__).resolve().parents[1]
 RAW = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -193,51 +193,6 @@ def test_readme_student_lr_key_is_the_one_the_student_reads():
 # --------------------------------------------------------------------------------------------
 # dvc.yaml against STAGE_KEYS and the stage scripts' imports
 
-def _module_file(name):
-    path = REPO / Path(*name.split("."))
-    if path.with_suffix(".py").exists():
-        return path.with_suffix(".py")
-    if (path / "__init__.py").exists():
-        return path / "__init__.py"
-    return None
-
-
-def _imported_names(path):
-    tree = ast.parse(path.read_text())
-    rel = path.relative_to(REPO)
-    package = list(rel.parent.parts)
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            yield from (alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package[:len(package) - node.level + 1]
-                module = ".".join(base + ([node.module] if node.module else []))
-            else:
-                module = node.module
-            yield module
-            yield from (f"{module}.{alias.name}" for alias in node.names)
-
-
-def import_closure(script):
-    """The stage script and every onpoint_core module (and package __init__) it imports, transitively."""
-    seen, todo = set(), [REPO / script]
-    while todo:
-        path = todo.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        for name in _imported_names(path):
-            if not name.startswith("onpoint_core"):
-                continue
-            parts = name.split(".")
-            for i in range(1, len(parts) + 1):
-                found = _module_file(".".join(parts[:i]))
-                if found is not None and found not in seen:
-                    todo.append(found)
-    return {str(p.relative_to(REPO)) for p in seen}
-
-
 DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())
 
 
@@ -258,7 +213,7 @@ def test_dvc_yaml_code_deps_are_exactly_the_imported_modules(stage):
     deps = DVC["stages"][stage]["deps"]
     script = DVC["stages"][stage]["cmd"].split()[-1]
     code = {d for d in deps if d.endswith(".py")}
-    assert code == import_closure(script)
+    assert code == import_closure(script), "run python scripts/sync_dvc_deps.py"
     assert not any(d.startswith("onpoint_core") and not d.endswith(".py") for d in deps), "no whole folders"
 
 

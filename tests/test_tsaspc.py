@@ -260,7 +260,7 @@ def test_history_rows_and_loss_decreases(trained):
 def test_cas_shape_rows_and_accuracy_above_chance(trained):
     teacher, _, _, _ = trained
     test = _dataset(3, seed=6, gaps=((100, 40),))
-    cas = teacher.predict_cas_batch([v.features for v, _ in test])
+    cas = teacher.predict_cas_batch([v.features for v, _ in test], 4)
     hits = total = 0
     for (video, truth), a in zip(test, cas):
         assert a.shape == (video.n_steps, C + 1) and a.dtype == np.float32

@@ -12,7 +12,6 @@ from typing import Protocol
 
 import numpy as np
 
-from ..resume import read_resume_file, write_resume_file  # noqa: F401  (the teachers' resume files)
 
 
 @dataclass

@@ -1,16 +1,18 @@
-"""Timeline pictures of what the teacher makes of a video: GT, points, CAS, pseudo segments."""
+"""Timeline pictures of what the teacher makes of a video: GT, points, CAS, pseudo segments.
+
+Drawn with matplotlib's object API on the Agg canvas: no pyplot, no global backend choice at import.
+"""
 
 from __future__ import annotations
 
 import io
 
-import matplotlib
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
-import numpy as np  # noqa: E402
-
-from ..io import atomic_file  # noqa: E402
+from ..io import atomic_file
 
 
 def _bars(ax, table, classes, colours, label):
@@ -22,9 +24,10 @@ def _bars(ax, table, classes, colours, label):
 
 def timeline_png(path, video_id, duration, classes, gt, points, cas, pseudo):
     """One PNG: GT segments, points, the teacher's CAS (classes in the video + background), pseudo segments."""
-    colours = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(classes), 2)))
-    fig, axes = plt.subplots(4, 1, figsize=(12, 5.5), sharex=True,
-                             gridspec_kw={"height_ratios": [1, 0.6, 3, 1]})
+    colours = colormaps["tab20"](np.linspace(0, 1, max(len(classes), 2)))
+    fig = Figure(figsize=(12, 5.5))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(4, 1, sharex=True, gridspec_kw={"height_ratios": [1, 0.6, 3, 1]})
     _bars(axes[0], gt, classes, colours, "GT")
     for row in points.itertuples():
         axes[1].axvline(row.time, color=colours[classes.index(row.label)], lw=2)
@@ -45,6 +48,5 @@ def timeline_png(path, video_id, duration, classes, gt, points, cas, pseudo):
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
-    plt.close(fig)
     with atomic_file(path, "wb") as handle:
         handle.write(buffer.getvalue())
