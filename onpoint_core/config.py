@@ -313,7 +313,7 @@ class StudentCfg(Section):
     epochs: int = _f("positive")
     lr_gamma: float = _f("positive")
     processes: int = _f("positive")
-    checkpoint_every: int = _f("positive")
+    checkpoints_per_epoch: int = _f("nonneg")
     d_model: int = _f("positive")
     ffn_dim: int = _f("positive")
     decoder_layers: int = _f("positive")
@@ -490,7 +490,7 @@ def _with_recipe(shared, recipes, recipe, key, recipes_key):
 # Which keys each stage reads ({dataset}, {teacher}, {recipe}: the selectors' values).
 
 STUDENT_SHARED = ("run", "seed", "encoder_layers", "encoder_heads", "decoder_heads", "loss_weights",
-                  "weight_decay", "epochs", "lr_gamma", "processes", "checkpoint_every")
+                  "weight_decay", "epochs", "lr_gamma", "processes", "checkpoints_per_epoch")
 STUDENT_DATA = ("window", "num_anchors", "anchors", "anticipation", "gamma", "train_stride")
 
 STAGE_KEYS = {

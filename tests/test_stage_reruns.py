@@ -24,7 +24,8 @@ KEY_TABLE = {
     "student.recipes.cpu.lr": {"student_train"},
     "student.recipes.paper.lr": set(),                       # the recipe not selected
     "student.epochs": {"student_train"},
-    "student.processes": {"student_train"},                   # execution setting: its own stage only
+    "student.processes": {"student_train"},                   # execution settings: their own stage only
+    "student.checkpoints_per_epoch": {"student_train"},
     "hrpro.detect.nms_sigma": {"teacher_cache"},
     "hrpro.detect.video_class_ratio": {"teacher_cache"},
     "hrpro.detect.predict_batch": {"teacher_cache"},

@@ -219,7 +219,7 @@ def _stop_in_the_middle_of_the_first_epoch(row):
 def resumed(world, tmp_path_factory):
     """An uninterrupted run, and the same run interrupted after batch 2 of epoch 1 and resumed."""
     folder = tmp_path_factory.mktemp("resume")
-    cfg = tiny_cfg("onpoint", checkpoint_every=1)
+    cfg = tiny_cfg("onpoint", checkpoints_per_epoch=1000)       # a save after every batch
     dataset, paths = world["dataset"], world["paths"]
     reference = runner.train(cfg, dataset, paths, device=CPU, progress=False)
     resume_paths = {**paths, "resume": folder / "resume.pt"}
@@ -239,13 +239,31 @@ def _assert_same_weights(a, b):
 
 def test_resumed_training_ends_with_the_same_weights_bit_for_bit(resumed):
     interrupted = resumed["interrupted"]
-    # the interruption came after batch 2 of epoch 1 and its resume save (checkpoint_every = 1)
+    # the interruption came after batch 2 of epoch 1 and its resume save (one after every batch)
     assert interrupted["epoch"] == 0 and interrupted["batch"] == 3
     reference_model, _, reference_history, _ = resumed["reference"]
     model, _, history, _ = resumed["again"]
     _assert_same_weights(reference_model, model)
     batches = [row for row in history if row["kind"] == "batch"]
     assert batches == [row for row in reference_history if row["kind"] == "batch"]
+
+
+def test_resume_saves_are_spread_over_each_epoch(world, tmp_path):
+    """checkpoints_per_epoch: a kill loses at most that share of an epoch, however long the epoch
+    (a fixed batch count larger than the epoch, as before, lost up to a whole epoch)."""
+    resume = tmp_path / "resume.pt"
+    seen = []          # after each batch: the batch index the resume file holds (None: no file yet)
+
+    def record(row):
+        seen.append(torch.load(resume, weights_only=True)["batch"] if resume.exists() else None)
+
+    cfg = tiny_cfg("onpoint", epochs=1, checkpoints_per_epoch=3)
+    runner.train(cfg, world["dataset"], {**world["paths"], "resume": resume}, device=CPU, progress=False,
+                 on_batch=record)
+    batches, every = len(seen), math.ceil(len(seen) / 3)
+    marks = sorted({b for b in seen if b is not None})
+    assert batches >= 6 and marks == list(range(every, batches, every)), (batches, marks)
+    assert seen[every - 1] == every and seen[every - 2] is None     # saved right after batch `every`
 
 
 def test_resumed_history_keeps_the_interrupted_epochs_mean_loss(resumed):
@@ -267,7 +285,7 @@ def test_resume_at_an_epoch_boundary_is_bit_exact(world, tmp_path):
         model = runner.build_model(cfg, dataset, variant)
         history, _ = train_student(model, data, variant, cfg.student, runner.loss_weights(cfg), CPU,
                                    train_stride=cfg.data.train_stride, fingerprint={"test": "boundary"},
-                                   resume_path=resume_path, checkpoint_every=0, progress=False)
+                                   resume_path=resume_path, checkpoints_per_epoch=0, progress=False)
         return model, history
 
     reference, reference_history = run(3, None)
@@ -289,7 +307,7 @@ def _one_line(error, path):
 def test_a_resume_file_from_other_params_or_garbage_is_refused(world, resumed, tmp_path):
     resume_file = tmp_path / "resume.pt"
     resume_file.write_bytes(resumed["paths"]["resume"].read_bytes())
-    other = tiny_cfg("onpoint", checkpoint_every=1, lr=3e-4)
+    other = tiny_cfg("onpoint", checkpoints_per_epoch=1000, lr=3e-4)
     with pytest.raises(OnPointError) as error:
         runner.train(other, world["dataset"], {**world["paths"], "resume": resume_file}, device=CPU, progress=False)
     assert "other inputs (differs in: student)" in _one_line(error, resume_file)
@@ -331,7 +349,7 @@ def _train_directly(root, paths, job, rank, world_size):
     data = WindowData(videos, dataset.num_classes, cfg.data.window, list(cfg.data.anchors), cfg.data.anticipation)
     model = runner.build_model(cfg, dataset, variant)
     train_student(model, data, variant, cfg.student, runner.loss_weights(cfg), CPU, progress=False,
-                  train_stride=cfg.data.train_stride, checkpoint_every=cfg.student.checkpoint_every,
+                  train_stride=cfg.data.train_stride, checkpoints_per_epoch=cfg.student.checkpoints_per_epoch,
                   rank=rank, world_size=world_size)
     return model
 

@@ -72,7 +72,7 @@ def train(cfg, dataset, paths, *, rank=0, world_size=1, device=None, progress=Tr
     began = time.perf_counter()
     history, throughput = train_student(
         model, windows, variant, cfg.student, loss_weights(cfg), device, train_stride=data_cfg.train_stride,
-        fingerprint=fingerprint, resume_path=paths.get("resume"), checkpoint_every=cfg.student.checkpoint_every,
+        fingerprint=fingerprint, resume_path=paths.get("resume"), checkpoints_per_epoch=cfg.student.checkpoints_per_epoch,
         progress=progress, rank=rank, world_size=world_size, on_epoch=on_epoch, on_batch=on_batch)
     seconds = time.perf_counter() - began
     last_epoch = [row for row in history if row["kind"] == "epoch"][-1]

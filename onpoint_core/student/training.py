@@ -11,6 +11,7 @@ DDP averages the gradients, so all ranks hold identical weights. Rank 0 writes f
 
 from __future__ import annotations
 
+import math
 import time
 from contextlib import nullcontext
 
@@ -56,7 +57,7 @@ def load_resume(path, fingerprint):
 
 
 def train_student(model, data, variant, cfg, weights, device, *, train_stride, fingerprint=None, resume_path=None,
-                  checkpoint_every, progress=True, rank=0, world_size=1, on_epoch=None, on_batch=None):
+                  checkpoints_per_epoch, progress=True, rank=0, world_size=1, on_epoch=None, on_batch=None):
     """Train in place. cfg: the typed student settings (config.StudentCfg); train_stride: the
     dataset's (every n-th step per epoch). `on_epoch` / `on_batch` are called with each history
     row after its resume save (rank 0). Returns (history rows, throughput dict)."""
@@ -95,6 +96,9 @@ def train_student(model, data, variant, cfg, weights, device, *, train_stride, f
         order = order[:len(order) - len(order) % world_size]     # every rank runs the same number of batches
         mine = order[rank::world_size]
         num_batches = len(mine) // per_rank if len(mine) >= per_rank else 1
+        # resume saves at evenly spaced batches (a kill loses at most 1/checkpoints_per_epoch of an
+        # epoch) and after every epoch; 0 = after epochs only
+        every = math.ceil(num_batches / checkpoints_per_epoch) if checkpoints_per_epoch else 0
         bar = tqdm(total=num_batches, initial=start_batch, desc=f"student epoch {epoch + 1}/{epochs}",
                    disable=not progress or rank != 0, leave=False)
         sums = {k: 0.0 for k in ("loss",) + TERMS}
@@ -126,8 +130,7 @@ def train_student(model, data, variant, cfg, weights, device, *, train_stride, f
             history.append({"kind": "batch", **row})      # every rank keeps it (the runner reads it)
             bar.set_postfix(loss=f"{value:.3f}")
             bar.update(1)
-            if rank == 0 and resume_path is not None and checkpoint_every and (b + 1) % checkpoint_every == 0 \
-                    and b + 1 < num_batches:
+            if rank == 0 and resume_path is not None and every and (b + 1) % every == 0 and b + 1 < num_batches:
                 save_resume(resume_path, model, optimizer, scheduler, epoch, b + 1, history, fingerprint,
                             sums={**sums, "counted": counted})
             if on_batch is not None and rank == 0:
