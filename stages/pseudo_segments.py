@@ -16,6 +16,15 @@ from onpoint_core.teachers.runner import POINT_SUBSETS, load_checkpoint, pseudo_
 QUALITY_METRICS = ("precision", "recall", "f1", "mean_tiou")
 
 
+def longest_fraction_of_video(dataset, pseudo):
+    """The largest pseudo-segment length over its video's duration (a segment covering most of a
+    video makes the largest anchor positive nearly everywhere); None without pseudo segments."""
+    if not len(pseudo):
+        return None
+    durations = pseudo.video_id.map(lambda v: float(dataset.video(v)["duration"]))
+    return float(((pseudo.end - pseudo.start) / durations).max())
+
+
 @click.command()
 @click.option("--params", "params_path", default="params.yaml", show_default=True)
 @click.option("--dataset", "dataset_dir", default="data/dataset", show_default=True)
@@ -36,7 +45,8 @@ def main(params_path, dataset_dir, points_path, model, cache_dir, out, metrics, 
     pseudo = pseudo_segments(teacher, dataset, cas, points, cfg.proposals, cfg.pseudo)   # CAS and points, never GT
     write_parquet(out, pseudo)
     quality = pseudo_quality(dataset, pseudo, points)     # metrics: GT read here only
-    write_json(metrics, {k: quality[k] for k in QUALITY_METRICS})
+    write_json(metrics, {**{k: quality[k] for k in QUALITY_METRICS},
+                         "longest_fraction_of_video": longest_fraction_of_video(dataset, pseudo)})
     write_run_log("pseudo_segments", {"teacher": kind, "num_pseudo_segments": int(len(pseudo)),
                                       **{k: v for k, v in quality.items() if k not in QUALITY_METRICS}})
     with atomic_dir(timelines) as tmp:

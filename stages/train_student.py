@@ -21,6 +21,8 @@ from onpoint_core.runtime import pick_device
 from onpoint_core.student import runner
 from onpoint_core.student.training import TERMS
 
+DIAGNOSTICS = ("anticipation_positive_rate", "calibration_gap")
+
 
 def _write_csv(path, frame):
     with atomic_file(path) as handle:
@@ -64,8 +66,9 @@ def main(params_path, dataset_dir, points_path, pseudo_path, teacher_cache, out,
         epochs, batches = runner.curves(history)
         _write_csv(epoch_curve, epochs)
         _write_csv(batch_curve, batches)
-        write_json(metrics, {key: summary[key] for key in ("final_loss", *(f"final_{t}" for t in TERMS))})
-        write_run_log("student_train", {k: v for k, v in summary.items() if not k.startswith("final_")})
+        results = ("final_loss", *(f"final_{t}" for t in TERMS), *DIAGNOSTICS)
+        write_json(metrics, {key: summary[key] for key in results})
+        write_run_log("student_train", {k: v for k, v in summary.items() if k not in results})
         paths["resume"].unlink(missing_ok=True)
         click.echo(f"student {summary['run']}: {summary['epochs']} epochs, final loss {summary['final_loss']:.4f}, "
                    f"{summary['windows_per_second']:.0f} windows/s, {summary['parameters'] / 1e6:.2f}M parameters -> {out}")

@@ -113,18 +113,22 @@ def test_a_sample_does_not_depend_on_the_rest_of_its_batch():
         torch.testing.assert_close(alone[key][0], together[key][1], rtol=1e-5, atol=1e-6)
 
 
-def test_calibration_bias_is_r_plus_log_r_of_the_background_channel():
-    cas = torch.randn(2, WINDOW, C + 1) * 3
-    cas[0, 0, -1] = 40.0                   # background certain: r = 0, log clamped at eps 1e-6
-    cas[1, 1, -1] = -40.0                  # action certain: r = 1, bias = 1 + log 1 = 1
+def test_calibration_bias_is_r_plus_log_r_of_the_background_probability():
+    """CASS regresses the teacher's probabilities: r = clamp(1 - background, eps, 1), no sigmoid."""
+    cas = torch.rand(2, WINDOW, C + 1)
+    cas[0, 0, -1] = 1.0                    # background certain: r clamped at eps 1e-6
+    cas[1, 1, -1] = 0.0                    # action certain: r = 1, bias = 1 + log 1 = 1
+    cas[1, 2, -1] = 1.3                    # a regression overshoot is clamped too
+    cas[1, 3, -1] = 0.9                    # r = 0.1: bias = 0.1 + log 0.1 = -2.2 (a sigmoid gave -0.8)
     bias = _model().calibration_bias(cas)
     assert bias.shape == (2, 1, 1, WINDOW)
-    background = cas[..., -1].double().numpy()
-    r = 1.0 - 1.0 / (1.0 + np.exp(-background))
-    want = r + np.log(np.maximum(r, 1e-6))
-    np.testing.assert_allclose(bias[:, 0, 0].double().numpy(), want, rtol=1e-5, atol=1e-5)
-    assert abs(float(bias[0, 0, 0, 0]) - math.log(1e-6)) < 1e-4
+    r = np.clip(1.0 - cas[..., -1].double().numpy(), 1e-6, 1.0)
+    np.testing.assert_allclose(bias[:, 0, 0].double().numpy(), r + np.log(r), rtol=1e-5, atol=1e-5)
+    assert abs(float(bias[0, 0, 0, 0]) - (1e-6 + math.log(1e-6))) < 1e-4
     assert abs(float(bias[1, 0, 0, 1]) - 1.0) < 1e-6
+    assert abs(float(bias[1, 0, 0, 3]) - (0.1 + math.log(0.1))) < 1e-5
+    # over the range of teacher probabilities the bias spans more than 10 (the sigmoid gave 0.85)
+    assert float(bias.max() - bias.min()) > 10
 
 
 def test_cross_attention_adds_the_bias_to_every_query_and_head():
@@ -320,3 +324,82 @@ def test_instance_loss_by_hand_with_a_regression_scale():
         assert terms["ins"] == pytest.approx(expected, rel=1e-6)
         assert float(total) == pytest.approx(2.0 * expected, rel=1e-6)
         assert terms["cass"] is None and terms["ant"] is None and terms["pnt"] is None
+
+
+# ----------------------------------------------------------------------------- module diagnostics
+
+def test_anticipation_positive_rate_counts_windows_with_a_positive_target():
+    from onpoint_core.student.diagnostics import anticipation_positive_rate
+
+    video = _video(3)
+    video.teacher_cas[:] = 0.1
+    video.teacher_cas[20:22, 0] = 0.9            # class 0 reaches 0.5 at steps 20 and 21 only
+    data = _windows(video)
+    # the target at step t looks at steps t+1..t+HORIZON: positive for t in [20 - HORIZON, 20]
+    expected = (21 - max(0, 20 - HORIZON)) / video.num_steps
+    assert anticipation_positive_rate(data) == pytest.approx(expected)
+    video.teacher_cas = None                      # a run without teacher CAS has no such targets
+    assert anticipation_positive_rate(_windows(video)) is None
+
+
+class _Videos:
+    """The dataset methods calibration_gap reads: one val video, action where feature 0 is 1."""
+
+    def __init__(self, features, duration, segments):
+        import pandas as pd
+
+        self._features, self._duration = features, duration
+        self._segments = pd.DataFrame(segments, columns=["start", "end"])
+
+    def video_ids(self, subset):
+        return ["v"] if subset == "val" else []
+
+    def features(self, video_id):
+        return self._features
+
+    def video(self, video_id):
+        return {"duration": self._duration}
+
+    def segments_of(self, video_id):
+        return self._segments
+
+
+class _BiasModel(torch.nn.Module):
+    """CASS background probability = 0.5 + scale x (0.5 - feature 0): with scale 1, certain
+    background off actions (feature 0 = 0) and certain action on them."""
+
+    def __init__(self, scale):
+        super().__init__()
+        self.config = {"calibration": True, "window": WINDOW}
+        self.scale = torch.nn.Parameter(torch.tensor(float(scale)))
+
+    def forward(self, windows, heads="all"):
+        cas = torch.zeros(*windows.shape[:2], C + 1)
+        cas[..., -1] = 0.5 + self.scale * (0.5 - windows[..., 0])
+        return {"cas": cas}
+
+    calibration_bias = OnlineStudent.calibration_bias
+
+
+def test_calibration_gap_measures_how_far_the_bias_separates_action_from_background():
+    from onpoint_core.student.diagnostics import calibration_gap
+
+    features = np.zeros((40, FEATURES), np.float32)
+    features[10:20, 0] = 1.0                    # 2 steps/s: action from 5 s to 10 s
+    videos = _Videos(features, 20.0, [[5.0, 10.0]])
+    # scale 1: r = 1 inside (bias 1), r = eps outside (bias ~ log 1e-6)
+    gap = calibration_gap(_BiasModel(1.0), videos, stride=1)
+    assert gap == pytest.approx(1.0 - (1e-6 + math.log(1e-6)), rel=1e-4)
+    assert calibration_gap(_BiasModel(0.0), videos, stride=1) == pytest.approx(0.0, abs=1e-6)   # float32 sums
+    off = _BiasModel(1.0)
+    off.config["calibration"] = False
+    assert calibration_gap(off, videos) is None
+
+
+def test_the_ablation_without_cass_has_no_calibration():
+    """Without CASS nothing supervises what the calibration would read (METHOD 7): the paper's row
+    drops both; the other switches stay as in OnPoint."""
+    ablation, onpoint = RUNS["no_cass_anticipation"], RUNS["onpoint"]
+    assert not ablation.cass and not ablation.anticipation and not ablation.calibration
+    assert (ablation.instance_targets, ablation.points, ablation.inference) == \
+        (onpoint.instance_targets, onpoint.points, onpoint.inference)

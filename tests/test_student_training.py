@@ -185,6 +185,12 @@ def test_every_run_trains_and_reports_only_its_loss_terms(world, run):
     assert summary["final_loss"] == pytest.approx(sum(summary[f"final_{t}"] or 0.0 for t in TERMS), rel=1e-5)
     assert summary["epochs"] == 2 and summary["train_videos"] == len(world["dataset"].video_ids("train"))
     assert summary["parameters"] > 0 and summary["flops_per_step"] > 0 and summary["windows_per_second"] > 0
+    # the module diagnostics: only where the run has the module
+    rate = summary["anticipation_positive_rate"]
+    assert (rate is None) == (not (variant.cass or variant.anticipation)) and (rate is None or 0 <= rate <= 1)
+    gap = summary["calibration_gap"]
+    assert gap is None or math.isfinite(gap)
+    assert gap is None if not variant.calibration else world["dataset"].video_ids("val") == [] or gap is not None
     epochs, batches = runner.curves(history)
     assert len(epochs) == 2 and len(batches) == len(history) - 2
     # every term has a column (the DVC plot names them all); a switched-off term's is empty

@@ -107,7 +107,8 @@ def test_same_seed_same_cache_and_the_outputs_a_user_reads(tmp_path, raw_params)
     assert set(train_metrics) == {"final_loss"} and train_log["steps"] == TEACHER_TINY["hrpro"]["iterations"]
     assert set(cache_metrics["offline_test"]["mAP"]) == {"0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7"}
     assert "seconds" not in cache_metrics and "average" not in cache_metrics["offline_test"]
-    assert set(pseudo_metrics) == {"precision", "recall", "f1", "mean_tiou"}
+    assert set(pseudo_metrics) == {"precision", "recall", "f1", "mean_tiou", "longest_fraction_of_video"}
+    assert 0 < pseudo_metrics["longest_fraction_of_video"] <= 1
     assert "points_without_pseudo_segment" in pseudo_log
     curve = pd.read_csv(first / "metrics" / "teacher_loss.csv")
     assert len(curve) == train_log["steps"] and curve.loss.notna().all()

@@ -176,9 +176,15 @@ class OnlineStudent(nn.Module):
         return len(self.config["anchors"])
 
     def calibration_bias(self, cas):
-        """r = 1 - sigmoid(background CASS), bias = r + log(r): B x 1 x 1 x W (METHOD.md 4)."""
-        actionness = 1.0 - torch.sigmoid(cas[..., -1])
-        bias = actionness + torch.log(actionness.clamp_min(CALIBRATION_EPS))
+        """r = clamp(1 - background CASS, eps, 1), bias = r + log(r): B x 1 x 1 x W (METHOD 4).
+
+        The CASS head regresses the teacher's CAS values, which are probabilities, so its
+        background channel is used as one. (A sigmoid on top, as for logits, squeezed r into
+        [0.27, 0.5] and the bias into [-1.04, -0.19]: nearly constant, so it could not shut
+        background frames out; `calibration_gap` in the student metrics measures the spread.)
+        """
+        actionness = (1.0 - cas[..., -1]).clamp(CALIBRATION_EPS, 1.0)
+        bias = actionness + torch.log(actionness)
         return bias[:, None, None, :]
 
     def forward(self, windows, heads="all"):

@@ -14,6 +14,7 @@ import torch
 from ..data.tables import read_points
 from ..runtime import pick_device
 from .checkpoint import save_student
+from .diagnostics import anticipation_positive_rate, calibration_gap
 from .inputs import read_pseudo_segments, student_videos
 from .model import OnlineStudent, count_parameters, flops_per_step, model_config, network_sizes
 from .training import TERMS, train_student
@@ -85,6 +86,9 @@ def train(cfg, dataset, paths, *, rank=0, world_size=1, device=None, progress=Tr
         "epochs": cfg.student.epochs,
         "final_loss": last_epoch["loss"],
         **{f"final_{k}": last_epoch[k] for k in TERMS},
+        # can the modules do their job? (see student/diagnostics.py; GT of val read by the metric only)
+        "anticipation_positive_rate": anticipation_positive_rate(windows),
+        "calibration_gap": calibration_gap(model, dataset) if rank == 0 else None,
         "windows_per_second": throughput["windows_per_second"],
         "parameters": count_parameters(model),
         "flops_per_step": flops_per_step(model),

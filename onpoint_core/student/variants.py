@@ -44,7 +44,8 @@ RUNS = {
                                  calibration=False, inference="point"),
     "fully_supervised": Variant(instance_targets="gt", cass=False, anticipation=False, points=False,
                                 calibration=False, inference="instance"),
-    "no_cass_anticipation": Variant(**{**_ONPOINT, "cass": False, "anticipation": False}),
+    # no CASS, so nothing supervises what calibration would read: no calibration either (METHOD 7)
+    "no_cass_anticipation": Variant(**{**_ONPOINT, "cass": False, "anticipation": False, "calibration": False}),
     "no_calibration": Variant(**{**_ONPOINT, "calibration": False}),
     "no_point_supervision": Variant(**{**_ONPOINT, "points": False}),
 }
