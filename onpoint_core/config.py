@@ -242,6 +242,7 @@ class HRProDetect(Section):
 @dataclass(frozen=True)
 class HRProPseudo(Section):
     reliable_min_score: Optional[float] = _f()
+    max_fraction_of_video: float = _f("fraction")
 
 
 @dataclass(frozen=True)

@@ -363,6 +363,24 @@ def test_reliable_proposal_prefers_not_crossing_neighbours():
     assert reliable_proposals(props, [10, 12], [0, 1])[0].tolist() == [0, 5, 25, 0.9, 10]
 
 
+def test_no_pseudo_segment_covers_most_of_its_video():
+    """Two points of one class with nothing between them that stays inside: the lowest CAS
+    threshold (0.0) yields a run over the whole video, which used to be picked for both."""
+    teacher = HRProTeacher(2, D, base_cfg(iterations=1))
+    cas = np.zeros((100, 3))
+    cas[:, 0] = 0.02                    # class 0 above 0 everywhere: one whole-video run at threshold 0.0
+    cas[:, 2] = 0.9
+    cas[30:40, 0], cas[30:40, 2] = 0.8, 0.1     # a real action around the first point
+    rows = teacher.pseudo_segments(cas, [35, 70], [0, 0], PROPOSALS, PSEUDO)
+    longest = (rows[:, 2] - rows[:, 1]).max() if len(rows) else 0
+    assert longest <= PSEUDO.max_fraction_of_video * len(cas)
+    assert rows[:, 4].tolist() == [35]             # the second point has no short run: no segment
+    assert abs(rows[0, 1] - 30) <= 1 and abs(rows[0, 2] - 40) <= 1
+    # without the cap the whole-video run comes back
+    whole = teacher.pseudo_segments(cas, [35, 70], [0, 0], PROPOSALS, PSEUDO.replace(max_fraction_of_video=1.0))
+    assert (whole[:, 2] - whole[:, 1]).max() >= 0.99 * len(cas)
+
+
 def test_teacher_pseudo_segments_on_hand_built_cas():
     teacher = HRProTeacher(2, D, base_cfg(iterations=1))
     cas = np.zeros((40, 3))

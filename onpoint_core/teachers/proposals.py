@@ -180,7 +180,7 @@ def nms(proposals, iou_threshold=0.5, sigma=None, min_score=None):
     return out[np.argsort(-out[:, 3], kind="stable")]
 
 
-def reliable_proposals(proposals, point_steps, point_labels, min_score=None):
+def reliable_proposals(proposals, point_steps, point_labels, min_score=None, max_length=None):
     """One pseudo segment per point: the best same-class proposal containing it -> M x 5 rows
     (label, start, end, score, point_step); points with no containing proposal get no row.
 
@@ -188,11 +188,16 @@ def reliable_proposals(proposals, point_steps, point_labels, min_score=None):
     the neighbouring points (the nearest points at other steps, any class: start > previous point,
     end <= next point) win over higher-scoring ones that swallow a neighbour; only when none stays
     between do crossing proposals compete. Ties keep the first row. `min_score` (optional) drops
-    weak proposals first; HR-Pro requires a positive score, METHOD.md does not.
+    weak proposals first; HR-Pro requires a positive score, METHOD.md does not. `max_length`
+    (optional, steps) drops longer proposals first: the lowest CAS threshold of the grid (0.0)
+    makes one run over a whole video for every class, which has no flanks to contrast with and
+    would otherwise be picked whenever nothing stays between neighbouring points.
     """
     proposals = np.asarray(proposals, dtype=np.float64).reshape(-1, 4)
     if min_score is not None:
         proposals = proposals[proposals[:, 3] > min_score]
+    if max_length is not None:
+        proposals = proposals[proposals[:, 2] - proposals[:, 1] <= max_length]
     steps = np.asarray(point_steps, dtype=np.float64).reshape(-1)
     labels = np.asarray(point_labels, dtype=np.int64).reshape(-1)
     unique_steps = np.unique(steps)

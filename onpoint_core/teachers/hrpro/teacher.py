@@ -150,7 +150,8 @@ class HRProTeacher(Training):
         if not steps.size:
             return np.zeros((0, 5))
         props = self._proposals(cas, np.unique(labels), proposals)
-        return reliable_proposals(props, steps, labels, pseudo.reliable_min_score)
+        return reliable_proposals(props, steps, labels, pseudo.reliable_min_score,
+                                  max_length=pseudo.max_fraction_of_video * cas.shape[0])
 
     def training_report(self) -> dict:
         """Facts about training beyond the loss curve (none for HR-Pro)."""
