@@ -705,8 +705,7 @@ class StageParams:
         raise AttributeError(f"stage {self.stage!r} does not read {name!r} (it reads: {', '.join(objects)})")
 
     def as_yaml(self):
-        return f"# params read by stage {self.stage}\n" + yaml.safe_dump(self.view, sort_keys=False,
-                                                                         default_flow_style=None)
+        return _stage_yaml(self.stage, self.view)
 
 
 def load_stage(stage, path="params.yaml"):
@@ -727,10 +726,11 @@ def generator_for_profile(raw, profile, path="params.yaml"):
     _bad(path, "datasets", f"no synthetic dataset entry has a generator of profile {profile!r}")
 
 
+def _stage_yaml(stage, view):
+    """One stage's resolved keys as YAML under a `# stage NAME` header (`onpoint params`, stage logs)."""
+    return f"# stage {stage}\n" + yaml.safe_dump(view, sort_keys=False, default_flow_style=None)
+
+
 def describe(raw, stages=STAGES):
     """YAML text of the resolved keys of `stages` (one document per stage)."""
-    parts = []
-    for stage in stages:
-        parts.append(f"# stage {stage}\n" + yaml.safe_dump(stage_view(raw, stage), sort_keys=False,
-                                                           default_flow_style=None))
-    return "\n".join(parts)
+    return "\n".join(_stage_yaml(stage, stage_view(raw, stage)) for stage in stages)

@@ -28,12 +28,11 @@ def anticipation_positive_rate(windows):
     return float((future.sum(dim=1) > 0).float().mean())
 
 
-def _windows_of(features, window):
-    """Every step's window of the last `window` steps (zero-padded before the start): T x W x D."""
+def _windows_of(features, window, steps):
+    """The windows of the last `window` steps ending at `steps` (zero-padded before the start): S x W x D."""
     pad = np.zeros((window - 1, features.shape[1]), np.float32)
     padded = np.concatenate([pad, features])
-    index = np.arange(len(features))[:, None] + np.arange(window)[None, :]
-    return padded[index]
+    return padded[steps[:, None] + np.arange(window)[None, :]]
 
 
 def _inside(steps, rate, segments):
@@ -61,7 +60,7 @@ def calibration_gap(model, dataset, subset="val", stride=2):
         rate = len(features) / float(dataset.video(video_id)["duration"])
         gt = dataset.segments_of(video_id)[["start", "end"]].to_numpy(np.float64)   # metric only
         steps = np.arange(0, len(features), stride)
-        all_windows = _windows_of(features, window)[steps]
+        all_windows = _windows_of(features, window, steps)
         for begin in range(0, len(steps), EVAL_BATCH):
             chunk = torch.from_numpy(all_windows[begin:begin + EVAL_BATCH]).to(device)
             out = model(chunk, heads="inference")
