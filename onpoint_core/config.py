@@ -243,6 +243,7 @@ class HRProDetect(Section):
 class HRProPseudo(Section):
     reliable_min_score: Optional[float] = _f()
     max_fraction_of_video: float = _f("fraction")
+    min_point_coverage: float = _f("unit")
 
 
 @dataclass(frozen=True)
@@ -289,7 +290,7 @@ class TSASPCDetect(Section):
 
 @dataclass(frozen=True)
 class TSASPCPseudo(Section):
-    pass
+    min_point_coverage: float = _f("unit")
 
 
 @dataclass(frozen=True)
@@ -312,6 +313,7 @@ class StudentCfg(Section):
     loss_weights: StudentLossWeights = _f()
     weight_decay: float = _f("nonneg")
     epochs: int = _f("positive")
+    patience: Optional[int] = _f("positive")
     lr_gamma: float = _f("positive")
     processes: int = _f("positive")
     checkpoints_per_epoch: int = _f("nonneg")
@@ -491,7 +493,9 @@ def _with_recipe(shared, recipes, recipe, key, recipes_key):
 # Which keys each stage reads ({dataset}, {teacher}, {recipe}: the selectors' values).
 
 STUDENT_SHARED = ("run", "seed", "encoder_layers", "encoder_heads", "decoder_heads", "loss_weights",
-                  "weight_decay", "epochs", "lr_gamma", "processes", "checkpoints_per_epoch")
+                  "weight_decay", "patience", "lr_gamma", "processes", "checkpoints_per_epoch")
+# the online decode settings the val selection streams with (the same as online_eval's)
+SELECTION_KEYS = ("score_threshold", "nms_iou", "tiou_floor_seconds")
 STUDENT_DATA = ("window", "num_anchors", "anchors", "anticipation", "gamma", "train_stride")
 
 STAGE_KEYS = {
@@ -501,7 +505,8 @@ STAGE_KEYS = {
     "teacher_cache": ("{teacher}.proposals", "{teacher}.detect"),
     "pseudo_segments": ("{teacher}.proposals", "{teacher}.pseudo"),
     "student_train": ("dataset", "recipe", *(f"datasets.{{dataset}}.{k}" for k in STUDENT_DATA),
-                      *(f"student.{k}" for k in STUDENT_SHARED), "student.recipes.{recipe}"),
+                      *(f"student.{k}" for k in STUDENT_SHARED), "student.recipes.{recipe}",
+                      *(f"online.{k}" for k in SELECTION_KEYS)),
     "online_eval": ("online",),
 }
 STAGES = tuple(STAGE_KEYS)
@@ -673,7 +678,9 @@ STAGE_OBJECTS = {
     "teacher_train": lambda p: {"teacher": p.teacher, "recipe": p.recipe, "train": p.teacher_train},
     "teacher_cache": lambda p: {"proposals": p.teacher_proposals, "detect": p.teacher_detect},
     "pseudo_segments": lambda p: {"proposals": p.teacher_proposals, "pseudo": p.teacher_pseudo},
-    "student_train": lambda p: {"dataset_name": p.dataset_name, "recipe": p.recipe, "data": StudentData(**_student_data(p)), "student": p.student},
+    "student_train": lambda p: {"dataset_name": p.dataset_name, "recipe": p.recipe, "data": StudentData(**_student_data(p)),
+                                "student": p.student,
+                                "selection": SelectionDecode(**{k: getattr(p.online, k) for k in SELECTION_KEYS})},
     "online_eval": lambda p: {"online": p.online},
 }
 
@@ -688,6 +695,15 @@ class StudentData(Section):
     anticipation: int
     gamma: float
     train_stride: int
+
+
+@dataclass(frozen=True)
+class SelectionDecode(Section):
+    """The `online` decode settings student_train streams the val videos with to pick its epoch."""
+
+    score_threshold: float
+    nms_iou: float
+    tiou_floor_seconds: float
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Stage `teacher_cache`: run the frozen teacher once over every video; cache CAS and detections.
+"""Stage `teacher_cache`: run the frozen teacher once over every video; cache CAS, class
+probabilities (for the anticipation targets) and detections.
 
 Reads `<teacher>.proposals` and `<teacher>.detect` only: changing them never retrains the teacher.
 """
@@ -37,14 +38,16 @@ def main(params_path, dataset_dir, points_path, model, out, metrics):
     dataset = load_dataset(dataset_dir, check_files=False)
     kind, teacher = load_checkpoint(model, dataset)
     began = time.perf_counter()
-    cas = run_teacher(teacher, dataset, cfg.detect.predict_batch)
+    outputs = run_teacher(teacher, dataset, cfg.detect.predict_batch)
+    cas = {video_id: out.cas for video_id, out in outputs.items()}
     # which classes a video's detections may have: chosen on the val videos' points (HR-Pro)
     ratio, table = choose_class_ratio(teacher, dataset, cas, read_points(points_path), cfg.detect)
     detected = detections(teacher, dataset, cas, cfg.proposals, cfg.detect, class_ratio=ratio)
     seconds = time.perf_counter() - began
     with atomic_dir(out) as tmp:
-        for video_id, values in cas.items():
-            save_npy(tmp / "cas" / f"{video_id}.npy", values.astype(np.float32))
+        for video_id, out in outputs.items():
+            save_npy(tmp / "cas" / f"{video_id}.npy", out.cas.astype(np.float32))
+            save_npy(tmp / "class_prob" / f"{video_id}.npy", out.class_prob.astype(np.float32))
         table_ = dataset.videos[["video_id", "subset", "duration"]].copy()
         table_["n_steps"] = [len(cas[v]) for v in table_.video_id]
         write_parquet(tmp / "videos.parquet", table_)

@@ -11,7 +11,8 @@ from onpoint_core.errors import friendly_errors
 from onpoint_core.io import atomic_dir, write_json, write_parquet
 from onpoint_core.pipeline import start, write_run_log
 from onpoint_core.teachers.plots import timeline_png
-from onpoint_core.teachers.runner import POINT_SUBSETS, load_checkpoint, pseudo_quality, pseudo_segments
+from onpoint_core.teachers.runner import (POINT_SUBSETS, check_point_coverage, load_checkpoint, pseudo_quality,
+                                         pseudo_segments)
 
 QUALITY_METRICS = ("precision", "recall", "f1", "mean_tiou")
 
@@ -43,11 +44,13 @@ def main(params_path, dataset_dir, points_path, model, cache_dir, out, metrics, 
     kind, teacher = load_checkpoint(model, dataset)
     cas = read_cached_cas(cache_dir, dataset.video_ids(*POINT_SUBSETS))
     pseudo = pseudo_segments(teacher, dataset, cas, points, cfg.proposals, cfg.pseudo)   # CAS and points, never GT
+    coverage = check_point_coverage(pseudo, points, cfg.pseudo.min_point_coverage, f"{kind}.pseudo.min_point_coverage")
     write_parquet(out, pseudo)
     quality = pseudo_quality(dataset, pseudo, points)     # metrics: GT read here only
     write_json(metrics, {**{k: quality[k] for k in QUALITY_METRICS},
                          "longest_fraction_of_video": longest_fraction_of_video(dataset, pseudo)})
     write_run_log("pseudo_segments", {"teacher": kind, "num_pseudo_segments": int(len(pseudo)),
+                                      "point_coverage": round(coverage, 4),
                                       **{k: v for k, v in quality.items() if k not in QUALITY_METRICS}})
     with atomic_dir(timelines) as tmp:
         for video_id in dataset.video_ids("train")[:num_timelines]:

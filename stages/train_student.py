@@ -66,11 +66,14 @@ def main(params_path, dataset_dir, points_path, pseudo_path, teacher_cache, out,
         epochs, batches = runner.curves(history)
         _write_csv(epoch_curve, epochs)
         _write_csv(batch_curve, batches)
-        results = ("final_loss", *(f"final_{t}" for t in TERMS), *DIAGNOSTICS)
+        results = ("val_avg_0.1_0.7", "best_epoch", "final_loss", *(f"final_{t}" for t in TERMS), *DIAGNOSTICS)
         write_json(metrics, {key: summary[key] for key in results})
         write_run_log("student_train", {k: v for k, v in summary.items() if k not in results})
         paths["resume"].unlink(missing_ok=True)
-        click.echo(f"student {summary['run']}: {summary['epochs']} epochs, final loss {summary['final_loss']:.4f}, "
+        val = summary["val_avg_0.1_0.7"]
+        click.echo(f"student {summary['run']}: {summary['epochs_trained']} of at most {summary['epochs']} epochs, kept "
+                   f"epoch {summary['best_epoch']} (val avg mAP {'n/a' if val is None else f'{val:.2f}'}), "
+                   f"loss {summary['final_loss']:.4f}, "
                    f"{summary['windows_per_second']:.0f} windows/s, {summary['parameters'] / 1e6:.2f}M parameters -> {out}")
     if world_size > 1:
         torch.distributed.barrier()

@@ -197,6 +197,55 @@ def test_sub_batches_and_padding_do_not_change_the_loss():
             assert np.isclose(a[key], b[key], rtol=1e-4, atol=1e-6), (a, b)
 
 
+@pytest.mark.parametrize("sub_batches", [1, 2])
+def test_prototype_ema_steps_once_per_video_in_batch_order(monkeypatch, sub_batches):
+    """HR-Pro moves a prototype once per video, video after video in the order they were drawn:
+    p <- (1 - m) p + m * mean(that video's class-c action-seed embeddings). The reference is
+    rebuilt from the forward pass's own outputs (hooked), so dropout needs no switching off.
+    With sub_batches=2 the length sort puts the videos in the other order: the EMA must not."""
+    data = [v for v, _ in make_set(8, 2)]
+    cfg = base_cfg(iterations=1, videos_per_iteration=2, prototype_momentum=0.5, sub_batches=sub_batches)
+    teacher = HRProTeacher(C, D, cfg)
+    start = torch.randn(C, 32, generator=torch.Generator().manual_seed(0))
+    teacher.model.prototypes.copy_(start)                  # not zero: fit skips the point initialisation
+    drawn, forwards = [], []
+    crop = teacher._crop
+    monkeypatch.setattr(teacher, "_crop", lambda f, *a: (drawn.append(f.shape[0]), crop(f, *a))[1])
+    hook = teacher.model.register_forward_hook(lambda m, args, out: forwards.append((args[1], out[0], out[1])))
+    teacher.fit(data, progress=False)
+    hook.remove()
+    assert len(forwards) == sub_batches
+    by_length = {v.n_steps: v for v in data}
+    means = {}                                             # video length -> {class: seed mean}
+    for valid, cas, emb in forwards:
+        for row in range(valid.shape[0]):
+            n = int(valid[row].sum())
+            video = by_length[n]
+            act, _ = select_seeds(cas[row, :n, -1].detach().numpy(), video.point_steps, video.point_labels, C,
+                                  cfg.bkg_seed_threshold, cfg.action_seed_threshold)
+            means[n] = {c: (emb[row, :n][torch.as_tensor(act[:, c])].detach(), int(act[:, c].sum()))
+                        for c in range(C) if act[:, c].any()}
+    assert drawn[0] > drawn[1]                             # drawn first, but sorted second by length
+    assert set(means[drawn[0]]) & set(means[drawn[1]])    # a class seeded in both videos
+
+    def sequential(order):
+        p = start.clone()
+        for n in order:
+            for c, (e, _) in means[n].items():
+                p[c] = (1 - 0.5) * p[c] + 0.5 * e.mean(0)
+        return p
+
+    expected = sequential(drawn)
+    got = teacher.model.prototypes
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert not torch.allclose(got, sequential(drawn[::-1]), atol=1e-3)        # the order matters
+    batch_mean = start.clone()
+    for c in set(means[drawn[0]]) | set(means[drawn[1]]):
+        seeds = torch.cat([means[n][c][0] for n in drawn if c in means[n]])
+        batch_mean[c] = 0.5 * start[c] + 0.5 * seeds.mean(0)
+    assert not torch.allclose(got, batch_mean, atol=1e-3)                     # not one step per batch
+
+
 def test_fit_does_not_touch_the_callers_rng():
     data = [v for v, _ in make_set(2, 2)]
     torch.manual_seed(123)
@@ -324,6 +373,45 @@ def test_cas_proposals_upsampled_boundaries_and_actionness():
     actionness[10:14] = 0.8
     props = cas_proposals(cas, actionness, classes=[0, 1], actionness_thresholds=[0.6], factor=1)
     assert sorted(map(tuple, props[:, :3].tolist())) == [(0.0, 10.0, 14.0), (1.0, 10.0, 14.0)]
+
+
+def test_cas_runs_are_scored_on_the_cas_zeroed_below_their_threshold():
+    """As HR-Pro: a run found at CAS threshold th is scored on the CAS with every value below th
+    set to 0, so low flanks count as 0 while a neighbouring run above th still counts."""
+    cas = np.zeros((24, 1))
+    cas[1], cas[2:6], cas[6] = 0.4, 0.9, 0.4          # A = [2, 6) at 0.5, inside [1, 7) at 0.3
+    cas[10], cas[11], cas[12:20], cas[20] = 0.6, 0.2, 0.7, 0.2    # B = [12, 20), a 0.6 run two steps left
+    props = cas_proposals(cas, classes=[0], cas_thresholds=[0.3, 0.5], factor=1)
+    got = {(s, e): sc for _, s, e, sc in props}
+    assert set(got) == {(1.0, 7.0), (2.0, 6.0), (10.0, 11.0), (12.0, 20.0)}
+    # [1, 7) at 0.3: flanks of 2 -> step 0 (the video starts at 0) and steps 7, 8: all zero
+    assert got[(1.0, 7.0)] == pytest.approx((2 * 0.4 + 4 * 0.9) / 6)
+    # A at 0.5: its flanks (0.4, 0.4) are below 0.5 -> 0; on the raw CAS it would score 0.9 - 0.4
+    assert got[(2.0, 6.0)] == pytest.approx(0.9)
+    # [10, 11) at both thresholds: the flank 0.2 is below both -> 0
+    assert got[(10.0, 11.0)] == pytest.approx(0.6)
+    # B: flanks 0.6 (kept: above both thresholds), 0.2 -> 0, 0.2 -> 0, 0 -> outer 0.6 / 4
+    assert got[(12.0, 20.0)] == pytest.approx(0.7 - 0.15)
+    ranked = [(s, e) for _, s, e, _ in props[np.argsort(-props[:, 3], kind="stable")]]
+    assert ranked == [(2.0, 6.0), (1.0, 7.0), (10.0, 11.0), (12.0, 20.0)]   # raw CAS: A (0.5) below [1, 7)
+
+
+def test_duplicate_runs_keep_their_best_score_and_actionness_runs_use_the_raw_cas():
+    """The same run found at several thresholds scores differently (each on its own zeroed CAS):
+    the best (highest-threshold) score is kept. Runs of the class-agnostic actionness are scored
+    on the raw class CAS, as HR-Pro does."""
+    cas = np.zeros((16, 1))
+    cas[1], cas[2], cas[3:8], cas[8] = 0.4, 0.1, 0.9, 0.1   # D = [3, 8), flanks of 2 steps
+    props = cas_proposals(cas, classes=[0], cas_thresholds=[0.3, 0.5], factor=1)
+    # D at 0.5: flanks 0.4, 0.1, 0.1, 0 all zeroed -> 0.9; at 0.3 the 0.4 stays -> 0.9 - 0.1
+    np.testing.assert_allclose(props, [[0, 1, 2, 0.4], [0, 3, 8, 0.9]])
+    actionness = np.zeros(16)
+    actionness[3:8] = 0.8
+    raw = cas_proposals(cas, actionness, classes=[0], actionness_thresholds=[0.6], factor=1)
+    np.testing.assert_allclose(raw, [[0, 3, 8, 0.9 - (0.4 + 0.1 + 0.1 + 0.0) / 4]])
+    both = cas_proposals(cas, actionness, classes=[0], cas_thresholds=[0.3, 0.5],
+                         actionness_thresholds=[0.6], factor=1)
+    np.testing.assert_allclose(both, props)
 
 
 def test_hard_and_soft_nms_are_class_wise():

@@ -57,7 +57,11 @@ def checkpoints(tmp_path_factory):
     paths = {}
     for mode in ("instance", "point"):
         paths[mode] = folder / f"{mode}.pt"
-        save_student(paths[mode], tiny_student(), CLASSES, "onpoint" if mode == "instance" else "distillation_free",
+        model = tiny_student()
+        if mode == "point":        # points in the older half of their anchors: segments complete at once
+            with torch.no_grad():
+                model.point_regressor[-1].bias.fill_(0.3)
+        save_student(paths[mode], model, CLASSES, "onpoint" if mode == "instance" else "distillation_free",
                      {"inference": mode}, RATE)
     return paths
 
@@ -106,12 +110,19 @@ def test_decode_points_by_hand():
     offsets = torch.tensor([[-0.3, 0.25]])
     found = decode_points(point_logits, offsets, [2, 4], [10], [2.0], 0.1)
     order = np.argsort(found.anchor)
-    # anchor 0: d clamps to 0 -> the anchor span [8, 10) steps = [4, 5) s, class 0 p=.5
-    # anchor 1: shifted by d*L = 1 step toward the past -> [5, 9) steps = [2.5, 4.5) s, class 1 p=.7
-    np.testing.assert_allclose(found.start[order], [4.0, 2.5])
-    np.testing.assert_allclose(found.end[order], [5.0, 4.5])
+    # d = (centre - point) / L, signed; the segment is the anchor's length centred on the point:
+    # anchor 0: centre 9, point 9.6 (newer half) -> [8.6, 10.6) steps = [4.3, 5.3) s, class 0 p=.5
+    #           (it ends after now: the online NMS holds it back)
+    # anchor 1: centre 8, point 7 -> [5, 9) steps = [2.5, 4.5) s, class 1 p=.7
+    np.testing.assert_allclose(found.start[order], [4.3, 2.5])
+    np.testing.assert_allclose(found.end[order], [5.3, 4.5])
     assert found.label[order].tolist() == [0, 1]
     np.testing.assert_allclose(found.score[order], [0.5, 0.7], atol=1e-6)
+    # an offset beyond the anchor's half length is clipped: the point stays inside the anchor
+    clipped = decode_points(point_logits, torch.tensor([[-3.0, 0.9]]), [2, 4], [10], [2.0], 0.1)
+    order = np.argsort(clipped.anchor)
+    np.testing.assert_allclose(clipped.start[order], [4.5, 2.0])    # points 10 and 6 (steps)
+    np.testing.assert_allclose(clipped.end[order], [5.5, 4.0])
     outputs = {"point_logits": point_logits, "point_offset": offsets}
     assert len(decode(outputs, "point", [2, 4], [10], [2.0], 0.6)) == 1
     with pytest.raises(ValueError):

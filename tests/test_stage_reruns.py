@@ -23,7 +23,8 @@ from tests.conftest import REPO_ROOT
 KEY_TABLE = {
     "student.recipes.cpu.lr": {"student_train"},
     "student.recipes.paper.lr": set(),                       # the recipe not selected
-    "student.epochs": {"student_train"},
+    "student.recipes.cpu.epochs": {"student_train"},
+    "student.patience": {"student_train"},
     "student.processes": {"student_train"},                   # execution settings: their own stage only
     "student.checkpoints_per_epoch": {"student_train"},
     "hrpro.detect.nms_sigma": {"teacher_cache"},
@@ -40,8 +41,10 @@ KEY_TABLE = {
     "datasets.synthetic.window": {"student_train"},
     "datasets.synthetic_dense.window": set(),                 # another dataset's entry
     "datasets.thumos14.window": set(),
-    "online.score_threshold": {"online_eval"},
-    "online.stream_batch": {"online_eval"},
+    "online.score_threshold": {"student_train", "online_eval"},   # the val selection decodes with it too
+    "online.tiou_floor_seconds": {"student_train", "online_eval"},
+    "online.stream_batch": {"online_eval"},                   # execution only: not the selection
+    "hrpro.pseudo.min_point_coverage": {"pseudo_segments"},
     "teacher": {"teacher_train", "teacher_cache", "pseudo_segments"},
     "recipe": {"teacher_train", "student_train"},
 }

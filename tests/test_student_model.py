@@ -44,7 +44,8 @@ def _video(seed, num_steps=30, duration=15.0):
         "v", rng.normal(size=(num_steps, FEATURES)).astype(np.float32), duration,
         segments=np.array([[2.0, 5.0]]), segment_labels=np.array([1]),
         points=np.array([3.0]), point_labels=np.array([1]),
-        teacher_cas=rng.uniform(size=(num_steps, C + 1)).astype(np.float32))
+        teacher_cas=rng.uniform(size=(num_steps, C + 1)).astype(np.float32),
+        teacher_class_prob=rng.uniform(size=(num_steps, C)).astype(np.float32))
 
 
 def _windows(*videos):
@@ -63,6 +64,7 @@ def test_outputs_at_step_t_do_not_see_the_future(step):
     # perturb every step after t: features, teacher CAS, and a segment and a point in the future
     future.features[step + 1:] = rng.normal(size=future.features[step + 1:].shape) * 5
     future.teacher_cas[step + 1:] = rng.uniform(size=future.teacher_cas[step + 1:].shape)
+    future.teacher_class_prob[step + 1:] = rng.uniform(size=future.teacher_class_prob[step + 1:].shape)
     future.segments = np.array([[2.0, 5.0], [(step + 2) / 2, (step + 6) / 2]])
     future.segment_labels = np.array([1, 2])
     future.points = np.array([3.0, (step + 3) / 2])
@@ -332,13 +334,14 @@ def test_anticipation_positive_rate_counts_windows_with_a_positive_target():
     from onpoint_core.student.diagnostics import anticipation_positive_rate
 
     video = _video(3)
-    video.teacher_cas[:] = 0.1
-    video.teacher_cas[20:22, 0] = 0.9            # class 0 reaches 0.5 at steps 20 and 21 only
+    video.teacher_cas[:] = 0.9                   # the CAS does not decide the targets ...
+    video.teacher_class_prob[:] = 0.1            # ... the class probabilities do:
+    video.teacher_class_prob[20:22, 0] = 0.9     # class 0 reaches 0.5 at steps 20 and 21 only
     data = _windows(video)
     # the target at step t looks at steps t+1..t+HORIZON: positive for t in [20 - HORIZON, 20]
     expected = (21 - max(0, 20 - HORIZON)) / video.num_steps
     assert anticipation_positive_rate(data) == pytest.approx(expected)
-    video.teacher_cas = None                      # a run without teacher CAS has no such targets
+    video.teacher_class_prob = None               # a run without teacher probabilities has no such targets
     assert anticipation_positive_rate(_windows(video)) is None
 
 

@@ -10,7 +10,8 @@ import math
 import numpy as np
 import pytest
 
-from onpoint_core.student.targets import future_targets, instance_targets, point_targets, resample_cas
+from onpoint_core.student.targets import (anchor_spans, future_targets, instance_targets, point_targets,
+                                         resample_cas)
 
 ANCHORS = [2, 4, 8]          # anchor index 0, 1, 2; 2 is the smallest, 8 the largest
 C = 3                         # action classes 0..2, background = index 3
@@ -178,20 +179,26 @@ def _points(num_steps, points, labels):
 
 
 def test_point_class_and_offset_inside_the_anchor():
-    # Point at 5.5, class 1. At t = 5 (now = 6):
-    #   L=2 [4, 6), centre 5: offset |5 - 5.5| / 2 = 0.25
-    #   L=4 [2, 6), centre 4: offset 1.5 / 4 = 0.375
-    #   L=8 [-2, 6), centre 2: offset 3.5 / 8 = 0.4375
+    # Point at 5.5, class 1; the offset is (centre - point) / L, signed. At t = 5 (now = 6):
+    #   L=2 [4, 6), centre 5: offset (5 - 5.5) / 2 = -0.25
+    #   L=4 [2, 6), centre 4: offset -1.5 / 4 = -0.375
+    #   L=8 [-2, 6), centre 2: offset -3.5 / 8 = -0.4375
     # At t = 4 (now = 5) every span ends at 5 <= 5.5: no point -> background C, offset 0
     classes, offset, has_point = _points(10, [5.5], [1])
     assert classes[5].tolist() == [1, 1, 1] and has_point[5].all()
-    np.testing.assert_allclose(offset[5], [0.25, 0.375, 0.4375])
+    np.testing.assert_allclose(offset[5], [-0.25, -0.375, -0.4375])
     assert classes[4].tolist() == [C, C, C] and not has_point[4].any()
     np.testing.assert_array_equal(offset[4], 0)
     # At t = 7 (now = 8): L=2 [6, 8) has lost the point; L=4 [4, 8) centre 6 -> 0.5 / 4 = 0.125;
-    # L=8 [0, 8) centre 4 -> 1.5 / 8 = 0.1875
+    # L=8 [0, 8) centre 4 -> -1.5 / 8 = -0.1875 (the point is in the newer half)
     assert classes[7].tolist() == [C, 1, 1]
-    np.testing.assert_allclose(offset[7], [0, 0.125, 0.1875])
+    np.testing.assert_allclose(offset[7], [0, 0.125, -0.1875])
+    # the decoded point centre - d * L is the point itself, for every anchor holding it
+    a_start, a_end = anchor_spans(10, ANCHORS)
+    for t in (5, 7):
+        held = has_point[t]
+        centre = (a_start[t] + a_end[t]) / 2
+        np.testing.assert_allclose((centre - offset[t] * np.asarray(ANCHORS))[held], 5.5, rtol=1e-6)
 
 
 def test_point_span_is_half_open():
@@ -203,21 +210,21 @@ def test_point_span_is_half_open():
     assert not has_point[5].any()
     assert has_point[6, SMALL] and has_point[7, SMALL] and not has_point[8, SMALL]
     np.testing.assert_allclose(offset[6, SMALL], 0.0)           # centre 6 = point
-    np.testing.assert_allclose(offset[7, SMALL], 0.5)           # centre 7, |7 - 6| / 2
+    np.testing.assert_allclose(offset[7, SMALL], 0.5)           # centre 7, (7 - 6) / 2
     assert classes[7, SMALL] == 2 and classes[8, SMALL] == C
 
 
 def test_nearest_point_to_the_anchor_centre_wins():
     # Points 3.0 (class 0) and 5.5 (class 2). At t = 5 (now = 6):
-    #   L=2 [4, 6), centre 5: only 5.5 inside -> class 2, offset 0.25
-    #   L=4 [2, 6), centre 4: both inside, distances 1.0 and 1.5 -> class 0, offset 1 / 4
-    #   L=8 [-2, 6), centre 2: distances 1.0 and 3.5 -> class 0, offset 1 / 8
+    #   L=2 [4, 6), centre 5: only 5.5 inside -> class 2, offset (5 - 5.5) / 2
+    #   L=4 [2, 6), centre 4: both inside, distances 1.0 and 1.5 -> class 0, offset (4 - 3) / 4
+    #   L=8 [-2, 6), centre 2: distances 1.0 and 3.5 -> class 0, offset (2 - 3) / 8
     # Listing the points in the other order must not change the answer.
     for order in ([0, 1], [1, 0]):
         points, labels = np.array([3.0, 5.5])[order], np.array([0, 2])[order]
         classes, offset, has_point = _points(10, points, labels)
         assert classes[5].tolist() == [2, 0, 0]
-        np.testing.assert_allclose(offset[5], [0.25, 0.25, 0.125])
+        np.testing.assert_allclose(offset[5], [-0.25, 0.25, -0.125])
         assert has_point[5].all()
 
 
@@ -231,22 +238,19 @@ def test_no_points_gives_background_everywhere():
 @pytest.mark.parametrize("horizon", [1, 3, 50])
 def test_future_targets_match_a_loop(horizon):
     rng = np.random.default_rng(horizon)
-    cas = rng.uniform(0, 1, (25, 5)).astype(np.float32)
-    cas[4, 1] = 0.5                      # exactly at the threshold counts as "occurs"
-    cas[:, 2] = 0.1                      # a class that never occurs
-    got = future_targets(cas, horizon)
+    prob = rng.uniform(0, 1, (25, 4)).astype(np.float32)      # T x C class probabilities (no background)
+    prob[4, 1] = 0.5                     # exactly at the threshold counts as "occurs"
+    prob[:, 2] = 0.1                     # a class that never occurs
+    got = future_targets(prob, horizon)
     want = np.zeros((25, 4), np.float32)
     for t in range(25):
-        future = cas[t + 1: t + 1 + horizon, :4]        # steps t+1..t+horizon, action channels only
+        future = prob[t + 1: t + 1 + horizon]           # steps t+1..t+horizon
         if len(future):
             want[t] = (future >= 0.5).any(0)
     np.testing.assert_array_equal(got, want)
     assert (got[-1] == 0).all()          # the last step has no future
     if horizon == 1:
-        assert got[3, 1] == 1.0          # sees cas[4, 1] = 0.5 one step ahead
-    # the background channel (last) never becomes a target even when it is high everywhere
-    cas[:, -1] = 1.0
-    np.testing.assert_array_equal(future_targets(cas, horizon), want)
+        assert got[3, 1] == 1.0          # sees prob[4, 1] = 0.5 one step ahead
 
 
 @pytest.mark.parametrize("teacher_steps, student_steps", [(7, 16), (16, 7), (10, 25), (1, 4)])

@@ -50,9 +50,11 @@ def _one_thread():
 
 
 def _fake_teacher(dataset, root):
-    """A teacher cache (cas/<id>.npy, T_teacher x (C+1) softmax rows) and a pseudo-segment table."""
+    """A teacher cache (cas/<id>.npy, T_teacher x (C+1) softmax rows; class_prob/<id>.npy, their
+    action columns) and a pseudo-segment table."""
     rng = np.random.default_rng(7)
     (root / "teacher" / "cas").mkdir(parents=True)
+    (root / "teacher" / "class_prob").mkdir(parents=True)
     pseudo = []
     for index, video_id in enumerate(dataset.video_ids()):
         video = dataset.video(video_id)
@@ -68,7 +70,9 @@ def _fake_teacher(dataset, root):
                 pseudo.append((video_id, row.label, start, end, float(rng.uniform(0.3, 0.9))))
         pseudo.append((video_id, dataset.classes[index % dataset.num_classes], 1.0, 2.5, 0.2))   # false alarm
         cas = np.exp(logits - logits.max(1, keepdims=True))
-        np.save(root / "teacher" / "cas" / f"{video_id}.npy", (cas / cas.sum(1, keepdims=True)).astype(np.float32))
+        cas = (cas / cas.sum(1, keepdims=True)).astype(np.float32)
+        np.save(root / "teacher" / "cas" / f"{video_id}.npy", cas)
+        np.save(root / "teacher" / "class_prob" / f"{video_id}.npy", np.ascontiguousarray(cas[:, :-1]))
     pd.DataFrame(pseudo, columns=["video_id", "label", "start", "end", "score"]).to_parquet(root / "pseudo.parquet")
 
 
@@ -210,6 +214,64 @@ def test_onpoint_loss_goes_down_on_a_fixed_set(world):
         assert epochs[-1][term] < epochs[0][term], term
 
 
+# ----------------------------------------------------------------------------- convergence rule
+
+def _direct(world, cfg):
+    dataset, paths = world["dataset"], world["paths"]
+    variant, videos = runner.gather_inputs(cfg, dataset, paths)
+    data = WindowData(videos, dataset.num_classes, cfg.data.window, list(cfg.data.anchors), cfg.data.anticipation)
+    return runner.build_model(cfg, dataset, variant), data, variant
+
+
+def test_training_stops_after_patience_epochs_without_a_better_val_score_and_keeps_the_best(world, tmp_path):
+    cfg = tiny_cfg("onpoint", epochs=6, patience=2)
+    model, data, variant = _direct(world, cfg)
+    scores, states = iter([1.0, 3.0, 2.0, 2.5, 9.0, 9.0]), []
+
+    def evaluate(core):
+        assert not core.training                 # (nothing else may run in train mode meanwhile)
+        states.append({k: v.clone() for k, v in core.state_dict().items()})
+        return next(scores)
+
+    model.eval()
+    history, _, selection = train_student(model, data, variant, cfg.student, runner.loss_weights(cfg), CPU,
+                                          train_stride=cfg.data.train_stride, checkpoints_per_epoch=0,
+                                          progress=False, evaluate=_eval_mode(evaluate))
+    epochs = [row for row in history if row["kind"] == "epoch"]
+    # best at epoch 2; epochs 3 and 4 are no better -> stop after 4 (epoch 5's 9.0 is never seen)
+    assert [row["val_avg"] for row in epochs] == [1.0, 3.0, 2.0, 2.5]
+    assert selection == {"best_epoch": 2, "val_avg": 3.0, "epochs_trained": 4, "stopped_early": True}
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, states[1][name]), name
+    assert not torch.equal(states[1][next(iter(states[1]))], states[3][next(iter(states[3]))])
+
+
+def _eval_mode(evaluate):
+    def wrapped(core):
+        core.eval()
+        return evaluate(core)
+    return wrapped
+
+
+def test_without_patience_every_epoch_runs_and_the_best_is_kept(world):
+    cfg = tiny_cfg("onpoint", epochs=3, patience=None)
+    model, data, variant = _direct(world, cfg)
+    scores = iter([2.0, 1.0, 1.5])
+    _, _, selection = train_student(model, data, variant, cfg.student, runner.loss_weights(cfg), CPU,
+                                    train_stride=cfg.data.train_stride, checkpoints_per_epoch=0, progress=False,
+                                    evaluate=lambda core: next(scores))
+    assert selection == {"best_epoch": 1, "val_avg": 2.0, "epochs_trained": 3, "stopped_early": False}
+
+
+def test_the_val_score_streams_the_val_videos_through_the_engine(world):
+    cfg = tiny_cfg("onpoint")
+    dataset = world["dataset"]
+    assert dataset.video_ids("val"), "the tiny world needs a val video"
+    model, _, variant = _direct(world, cfg)
+    score = runner.val_scorer(dataset, variant, cfg.selection)(model.eval())
+    assert 0.0 <= score <= 100.0
+
+
 # ----------------------------------------------------------------------------- resume
 
 class Interrupted(Exception):
@@ -289,7 +351,7 @@ def test_resume_at_an_epoch_boundary_is_bit_exact(world, tmp_path):
         variant, videos = runner.gather_inputs(cfg, dataset, paths)
         data = WindowData(videos, dataset.num_classes, 16, [2, 4, 8, 16], 4)
         model = runner.build_model(cfg, dataset, variant)
-        history, _ = train_student(model, data, variant, cfg.student, runner.loss_weights(cfg), CPU,
+        history, _, _ = train_student(model, data, variant, cfg.student, runner.loss_weights(cfg), CPU,
                                    train_stride=cfg.data.train_stride, fingerprint={"test": "boundary"},
                                    resume_path=resume_path, checkpoints_per_epoch=0, progress=False)
         return model, history

@@ -38,6 +38,7 @@ def _workdir(tmp_path, dataset, raw_params):
     recipe = params["hrpro" if kind == "hrpro" else "tsaspc"]["recipes"][params["recipe"]]
     for key, value in TEACHER_TINY[kind].items():      # each key where it lives: the recipe or `train`
         (recipe if key in recipe else params[kind]["train"])[key] = value
+    params[kind]["pseudo"]["min_point_coverage"] = 0.0   # a few updates teach nothing: keep going anyway
     tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     return tmp_path
@@ -114,3 +115,20 @@ def test_same_seed_same_cache_and_the_outputs_a_user_reads(tmp_path, raw_params)
     assert len(curve) == train_log["steps"] and curve.loss.notna().all()
     pngs = sorted((first / "plots" / "teacher_timelines").glob("*.png"))
     assert pngs and all(p.read_bytes()[:4] == b"\x89PNG" for p in pngs)
+
+
+def test_a_teacher_whose_pseudo_segments_miss_the_points_stops_its_stage(tmp_path, raw_params):
+    work = _workdir(tmp_path / "w", "synthetic", raw_params)
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["hrpro"]["pseudo"]["min_point_coverage"] = 1.0      # every point must be covered: a tiny teacher cannot
+    params["hrpro"]["pseudo"]["max_fraction_of_video"] = 0.01  # (and nothing longer than 1% of a video)
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    for script in ("make_dataset.py", "make_points.py", "train_teacher.py", "cache_teacher.py"):
+        _stage(script, work)
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "stages" / "pseudo_segments.py")], cwd=work,
+                            capture_output=True, text=True)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]         # (the stage prints its params first)
+    assert "Traceback" not in result.stderr and last.startswith("Error: params.yaml: hrpro.pseudo.min_point_coverage:")
+    assert "% of the" in last and "points, below 100%" in last
+    assert not (work / "data" / "pseudo" / "pseudo_segments.parquet").exists()

@@ -5,16 +5,21 @@ noise, one point per instance drawn near the middle (Gaussian, sigma = length / 
 """
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from onpoint_core.config import TSASPCDetect, TSASPCProposals, TSASPCPseudo, TSASPCTrain, build
 from onpoint_core.errors import OnPointError
 from onpoint_core.teachers import clustering
 from onpoint_core.teachers.base import TeacherVideo
 from onpoint_core.teachers.tsaspc import TSASPCTeacher, cluster_loss, confidence_loss, smoothing_loss
+
+PARAMS = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+PSEUDO = build(TSASPCPseudo, PARAMS["tsaspc"]["pseudo"], "params.yaml", "tsaspc.pseudo")
 
 C = 5        # action classes; background is index C
 D = 32       # feature dim
@@ -257,6 +262,59 @@ def test_history_rows_and_loss_decreases(trained):
     assert teacher.label_report()["growth_rounds"] == 3
 
 
+class _CrossEntropySpy:
+    """Stands in for torch.nn.functional inside the training module: records every CE target."""
+
+    def __init__(self, real, calls):
+        self._real, self._calls = real, calls
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+    def cross_entropy(self, logits, target, **kw):
+        self._calls.append(target.detach().cpu().numpy().copy())
+        return self._real.cross_entropy(logits, target, **kw)
+
+
+def test_phase_one_trains_on_the_stamps_and_phase_two_on_the_grown_ensemble(monkeypatch):
+    """Epochs 1..growth_epochs: the CE sees only the stamp frames (points and background stamps);
+    later epochs: the ensemble labels as grown in that very batch. One video per batch and one
+    length per video, so every CE target row names its video by its length."""
+    from onpoint_core.teachers.tsaspc import training
+
+    videos = [v for v, _ in _dataset(3, seed=9, gaps=((40, 30),), steps=120)]
+    cfg = _cfg(epochs=5, growth_epochs=3, batch_size=1, stages=2, layers=4, feature_maps=16)
+    calls, per_epoch = [], []
+    monkeypatch.setattr(training, "F", _CrossEntropySpy(training.F, calls))
+    teacher = TSASPCTeacher(C, D, cfg)
+    history = teacher.fit(videos, log=lambda row: per_epoch.append(calls[len(sum(per_epoch, [])):]),
+                          progress=False)
+    by_length = {v.n_steps: v.video_id for v in videos}
+    assert [len(e) for e in per_epoch] == [len(videos) * cfg.stages] * cfg.epochs   # one CE per stage
+    initial, final = teacher.frame_labels(initial=True), teacher.frame_labels()
+    for epoch, targets in enumerate(per_epoch, start=1):
+        for target in targets:
+            vid = by_length[target.shape[1]]
+            info = teacher._info[vid]
+            if epoch <= cfg.growth_epochs:
+                stamp_only = np.full(target.shape[1], clustering.IGNORE)
+                stamp_only[info["stamps"]] = info["stamp_labels"]
+                assert np.array_equal(target[0], stamp_only), (epoch, vid)
+            else:
+                seen = initial[vid] != clustering.IGNORE          # growth only adds to the ensemble
+                assert np.array_equal(target[0][seen], initial[vid][seen]), (epoch, vid)
+                assert (target[0] != clustering.IGNORE).sum() > len(info["stamps"])
+                if epoch == cfg.epochs:                           # the last growth is the final labels
+                    assert np.array_equal(target[0], final[vid]), vid
+    assert any(info["background_added"] for info in teacher._info.values())   # background stamps count
+    # the cluster loss keeps the ensemble intervals in phase 1 (on the stamps alone it would be 0)
+    assert all(row["loss_cluster"] > 0 for row in history[:cfg.growth_epochs])
+    report = teacher.label_report()
+    assert report["phase1_epochs"] == 3 and report["growth_rounds"] == 2
+    assert report["phase1_labelled_fraction"] == pytest.approx(
+        sum(len(i["stamps"]) for i in teacher._info.values()) / report["frames"])
+
+
 def test_cas_shape_rows_and_accuracy_above_chance(trained):
     teacher, _, _, _ = trained
     test = _dataset(3, seed=6, gaps=((100, 40),))
@@ -288,7 +346,7 @@ def test_detect_and_pseudo_segments_on_hand_built_cas():
     assert rows.shape == (3, 5)
     assert np.allclose(rows[:, :4], expected)
     assert np.isnan(rows[:, 4]).all()
-    seg = teacher.pseudo_segments(cas, np.array([3, 6, 8, 9]), np.array([0, 0, 0, 0]), TSASPCProposals(), TSASPCPseudo())
+    seg = teacher.pseudo_segments(cas, np.array([3, 6, 8, 9]), np.array([0, 0, 0, 0]), TSASPCProposals(), PSEUDO)
     assert np.allclose(seg[:, :4], expected)
     # run 1 is class 1, its point is class 0 -> none; run 2 holds 8 and 9, centre 8.5: tie -> first
     assert seg[0, 4] == 3 and np.isnan(seg[1, 4]) and seg[2, 4] == 8
@@ -326,9 +384,13 @@ class _Crash(Exception):
     """Raised from the log callback to simulate a crash after an epoch."""
 
 
-def test_interrupted_fit_resumes_bit_identical(tmp_path):
+@pytest.mark.parametrize("crash, every, saved_epoch, saved_rounds", [
+    (5, 2, 4, 0),      # saved on the last stamp-only epoch: the resumed fit crosses into phase 2
+    (6, 1, 5, 1),      # saved after growth began: the grown labels come back from the file
+])
+def test_interrupted_fit_resumes_bit_identical(tmp_path, crash, every, saved_epoch, saved_rounds):
     videos = [v for v, _ in _dataset(3, seed=8, steps=120)]
-    cfg = _cfg(epochs=6, growth_epochs=2, feature_maps=16, layers=4)
+    cfg = _cfg(epochs=6, growth_epochs=4, feature_maps=16, layers=4)      # growth at 5/7 of training
     whole = TSASPCTeacher(C, D, cfg)
     expected = whole.fit(videos, progress=False)
     ckpt = tmp_path / "resume.pt"
@@ -342,9 +404,9 @@ def test_interrupted_fit_resumes_bit_identical(tmp_path):
     first = TSASPCTeacher(C, D, cfg)
     torch.manual_seed(99)                      # the caller's RNG state must not matter
     with pytest.raises(_Crash):
-        first.fit(videos, log=crash_at(5), progress=False, checkpoint=ckpt, checkpoint_every=2)
+        first.fit(videos, log=crash_at(crash), progress=False, checkpoint=ckpt, checkpoint_every=every)
     saved = torch.load(ckpt, weights_only=True)      # plain types and tensors only
-    assert saved["epoch"] == 4 and saved["growth_rounds"] == 2    # growth had started (epochs 3, 4)
+    assert saved["epoch"] == saved_epoch and saved["growth_rounds"] == saved_rounds
 
     # other inputs must not resume from this file
     with pytest.raises(OnPointError, match="resume.pt.*differs in: cfg"):
@@ -353,8 +415,8 @@ def test_interrupted_fit_resumes_bit_identical(tmp_path):
 
     logged = []
     resumed = TSASPCTeacher(C, D, cfg)
-    history = resumed.fit(videos, log=logged.append, progress=False, checkpoint=ckpt, checkpoint_every=2)
-    assert [r["epoch"] for r in logged] == [5, 6]    # it resumed rather than restarted
+    history = resumed.fit(videos, log=logged.append, progress=False, checkpoint=ckpt, checkpoint_every=every)
+    assert [r["epoch"] for r in logged] == list(range(saved_epoch + 1, 7))    # resumed, not restarted
     assert not ckpt.exists()                        # removed once training completed
     assert history == expected
     a, b = resumed.state_dict(), whole.state_dict()

@@ -19,15 +19,31 @@ def read_points(path):
     return read_stage_table(path, ("video_id", "label", "time"), "points file not found (run the points stage)")
 
 
-def read_cached_cas(cache_dir, video_ids):
-    """CAS of the given videos from the teacher_cache stage's folder: {video_id: T x (C+1)}."""
-    cas = {}
+CACHE_ARRAYS = {"cas": ("cached CAS", 2), "class_prob": ("cached class probabilities", 2)}
+
+
+def read_cached(cache_dir, video_ids, what="cas"):
+    """One kind of array the teacher_cache stage wrote, per video: {video_id: array}.
+
+    what: "cas" (T x (C+1), background last: the CAS the student distils and the pseudo
+    segments come from) or "class_prob" (T x C: the per-class probabilities the anticipation
+    targets binarise; see teachers.base.TeacherOutput).
+    """
+    name, ndim = CACHE_ARRAYS[what]
+    arrays = {}
     for video_id in video_ids:
-        path = Path(cache_dir) / "cas" / f"{video_id}.npy"
+        path = Path(cache_dir) / what / f"{video_id}.npy"
         try:
-            cas[video_id] = np.load(path)
+            arrays[video_id] = np.load(path)
         except FileNotFoundError:
-            raise OnPointError(f"{path}: cached CAS missing (run the teacher_cache stage)") from None
+            raise OnPointError(f"{path}: {name} missing (run the teacher_cache stage)") from None
         except ValueError as exc:
             raise OnPointError(f"{path}: not a readable .npy file ({exc})") from None
-    return cas
+        if arrays[video_id].ndim != ndim:
+            raise OnPointError(f"{path}: {name} must be a {ndim}-d array, got shape {arrays[video_id].shape}")
+    return arrays
+
+
+def read_cached_cas(cache_dir, video_ids):
+    """CAS of the given videos from the teacher_cache stage's folder: {video_id: T x (C+1)}."""
+    return read_cached(cache_dir, video_ids, "cas")

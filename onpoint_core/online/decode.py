@@ -101,15 +101,18 @@ def decode_points(point_logits, point_offset, anchors, now_steps, rates, score_t
     """Decode of the point heads (distillation-free run, METHOD.md 5).
 
     point_logits S x M x (C+1), point_offset S x M. Per anchor the argmax action class is kept when
-    its probability > score_threshold (strict, as METHOD.md words it). The point head regresses the
-    unsigned distance d = |centre - point| / L (clamped >= 0); the segment is the anchor span
-    shifted toward the past by d*L: start = now - L - d*L, end = now - d*L. Toward the past because
-    the anchor ends at now, so the shifted segment is already complete and can be emitted now.
+    its probability > score_threshold (strict, as METHOD.md words it). The point head regresses
+    the signed d = (centre - point) / L (clipped into [-0.5, 0.5], the span of the anchor), so the
+    decoded point is centre - d*L and the segment is the anchor's length centred on it:
+    start = now - L - d*L, end = now - d*L. A point in the newer half of the anchor (d < 0) gives
+    a segment that ends after now; the online NMS holds it back, and the same point is decoded
+    complete from a later step. (The method text regresses |d| and shifts toward the past, which
+    puts every such segment on the wrong side of its point: a documented departure.)
     """
     score, label = _best_action(point_logits)
     score, label, offset = _to_cpu(score, label, torch.as_tensor(point_offset))
     lengths, now, rates = _prepare(anchors, now_steps, rates)
-    shift = np.maximum(offset, 0.0) * lengths
+    shift = np.clip(offset, -0.5, 0.5) * lengths
     end_steps = now - shift
     start_steps = end_steps - lengths
     keep = score > score_threshold

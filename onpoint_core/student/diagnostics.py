@@ -21,9 +21,9 @@ EVAL_BATCH = 256       # windows per forward pass for the val diagnostics (no ef
 
 def anticipation_positive_rate(windows):
     """Share of the training windows (WindowData) with a positive anticipation target; None when
-    the run has no teacher CAS (no anticipation targets at all)."""
+    the run has no anticipation targets at all (no teacher class probabilities)."""
     future = windows.targets["future"]
-    if not future.numel() or not bool(windows.cas.any()):
+    if not future.numel() or not windows.has_future_targets:
         return None
     return float((future.sum(dim=1) > 0).float().mean())
 

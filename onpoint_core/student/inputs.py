@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import OnPointError
 from ..io import read_stage_table
-from ..data.tables import read_cached_cas
+from ..data.tables import read_cached
 from .targets import resample_cas
 
 
@@ -29,7 +29,8 @@ class StudentVideo:
     segment_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     points: np.ndarray = field(default_factory=lambda: np.zeros(0))          # P seconds
     point_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    teacher_cas: np.ndarray | None = None         # T x (C+1) on the student's steps
+    teacher_cas: np.ndarray | None = None         # T x (C+1) on the student's steps (L_cass)
+    teacher_class_prob: np.ndarray | None = None  # T x C on the student's steps (anticipation targets)
 
     @property
     def num_steps(self):
@@ -56,12 +57,21 @@ def read_pseudo_segments(path):
                             "pseudo segments not found (run the pseudo_segments stage)")
 
 
+def _cached(teacher_cache, video_id, what, columns, num_steps):
+    """One cached teacher array of a video, checked and resampled onto the student's steps."""
+    values = read_cached(teacher_cache, [video_id], what)[video_id]
+    if values.shape[1] != columns:
+        raise OnPointError(f"{teacher_cache}/{what}/{video_id}.npy: shape {values.shape}, expected T x {columns}")
+    return resample_cas(values, len(values), num_steps)
+
+
 def student_videos(dataset, subsets, variant, points=None, pseudo=None, teacher_cache=None):
     """StudentVideos of `subsets` with exactly the inputs `variant` trains on.
 
     points: the points stage's table (needed when variant.points); pseudo: the pseudo-segment
-    table (variant.instance_targets == "pseudo"); teacher_cache: the teacher_cache folder
-    (variant.cass or variant.anticipation). Ground truth is read only for "gt" instance targets.
+    table (variant.instance_targets == "pseudo"); teacher_cache: the teacher_cache folder (its
+    CAS for variant.cass, its class probabilities for variant.anticipation). Ground truth is
+    read only for "gt" instance targets.
     """
     points_by = _by_video(points) if variant.points else {}
     if variant.instance_targets == "pseudo":
@@ -70,7 +80,7 @@ def student_videos(dataset, subsets, variant, points=None, pseudo=None, teacher_
         segments_by = _by_video(dataset.segments)          # fully supervised reference only
     else:
         segments_by = {}
-    wants_cas = variant.cass or variant.anticipation
+    wants_cas = variant.cass or variant.anticipation     # the CAS window also feeds the calibration
     videos = []
     for video_id in dataset.video_ids(*subsets):
         features = np.asarray(dataset.features(video_id), dtype=np.float32)
@@ -84,10 +94,9 @@ def student_videos(dataset, subsets, variant, points=None, pseudo=None, teacher_
             video.points = group["time"].to_numpy(np.float64)
             video.point_labels = _label_index(dataset, group.label, "points table")
         if wants_cas:
-            cas = read_cached_cas(teacher_cache, [video_id])[video_id]
-            if cas.ndim != 2 or cas.shape[1] != dataset.num_classes + 1:
-                raise OnPointError(f"{teacher_cache}: CAS of video {video_id} has shape {cas.shape}, "
-                                   f"expected T x {dataset.num_classes + 1}")
-            video.teacher_cas = resample_cas(cas, len(cas), video.num_steps)
+            video.teacher_cas = _cached(teacher_cache, video_id, "cas", dataset.num_classes + 1, video.num_steps)
+        if variant.anticipation:
+            video.teacher_class_prob = _cached(teacher_cache, video_id, "class_prob", dataset.num_classes,
+                                               video.num_steps)
         videos.append(video)
     return videos

@@ -139,7 +139,7 @@ class OnlineStudent(nn.Module):
       class_logits   B x M x (C+1)  instance classifier per anchor (softmax; background last)
       regression     B x M x 2      (z0, z1) per anchor
       point_logits   B x M x (C+1)  point classifier per anchor (background = no point inside)
-      point_offset   B x M          |anchor centre - point| / anchor length
+      point_offset   B x M          (anchor centre - point) / anchor length, signed
     `heads="inference"` skips the training-only anticipation head (the streaming engine's path).
     """
 

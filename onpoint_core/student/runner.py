@@ -49,18 +49,49 @@ def gather_inputs(cfg, dataset, paths, subsets=TRAIN_SUBSETS):
 
 
 def inputs_fingerprint(videos):
-    """A hash of everything the run trains on (features, segments, points, teacher CAS)."""
+    """A hash of everything the run trains on (features, segments, points, teacher arrays)."""
     digest = hashlib.sha256()
     for v in videos:
         digest.update(v.video_id.encode())
-        for array in (v.features, v.segments, v.segment_labels, v.points, v.point_labels, v.teacher_cas):
+        for array in (v.features, v.segments, v.segment_labels, v.points, v.point_labels, v.teacher_cas,
+                      v.teacher_class_prob):
             if array is not None:
                 digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()[:16]
 
 
+SELECTION_SUBSET = "val"
+SELECTION_METRIC = "avg_0.1_0.7"
+
+
+def val_scorer(dataset, variant, selection, batch_size=64):
+    """`evaluate(model)` for the convergence rule: stream the val videos through the real engine
+    with the online decode settings (`selection`: config.SelectionDecode) and return their avg
+    mAP 0.1:0.7. The val GT is read here, for selection only; training never sees it. None when
+    the dataset has no val videos (then every epoch runs and the last one is kept)."""
+    from ..evaluation import evaluate_detections
+    from ..online.engine import StreamingEngine, stream_videos
+
+    ids = dataset.video_ids(SELECTION_SUBSET)
+    gt = dataset.segments[dataset.segments.video_id.isin(ids)].reset_index(drop=True)
+    if not ids or not len(gt):
+        return None
+    features = {v: np.asarray(dataset.features(v), dtype=np.float32) for v in ids}
+    durations = {v: float(dataset.video(v)["duration"]) for v in ids}
+
+    def evaluate(model):
+        meta = {"config": model.config, "classes": list(dataset.classes), "variant": {"inference": variant.inference}}
+        engine = StreamingEngine(model, meta, score_threshold=selection.score_threshold, nms_iou=selection.nms_iou,
+                                 tiou_floor_seconds=selection.tiou_floor_seconds)
+        found = stream_videos(engine, features, durations, batch_size=batch_size, progress=False)
+        return evaluate_detections(gt, found, ambiguous=dataset.ambiguous, videos=ids)[SELECTION_METRIC]
+
+    return evaluate
+
+
 def train(cfg, dataset, paths, *, rank=0, world_size=1, device=None, progress=True, on_epoch=None, on_batch=None):
-    """Train the run's student; returns (model, variant, history, summary)."""
+    """Train the run's student by the convergence rule (training.train_student, val_scorer);
+    returns (model, variant, history, summary)."""
     device = device or pick_device()
     variant, videos = gather_inputs(cfg, dataset, paths)
     data_cfg = cfg.data
@@ -71,12 +102,15 @@ def train(cfg, dataset, paths, *, rank=0, world_size=1, device=None, progress=Tr
                    "student": json.dumps(cfg.student.as_dict(), sort_keys=True, default=str),
                    "train_stride": data_cfg.train_stride, "gamma": float(data_cfg.gamma), "world_size": world_size}
     began = time.perf_counter()
-    history, throughput = train_student(
+    history, throughput, selection = train_student(
         model, windows, variant, cfg.student, loss_weights(cfg), device, train_stride=data_cfg.train_stride,
         fingerprint=fingerprint, resume_path=paths.get("resume"), checkpoints_per_epoch=cfg.student.checkpoints_per_epoch,
-        progress=progress, rank=rank, world_size=world_size, on_epoch=on_epoch, on_batch=on_batch)
+        progress=progress, rank=rank, world_size=world_size, on_epoch=on_epoch, on_batch=on_batch,
+        evaluate=val_scorer(dataset, variant, cfg.selection))
     seconds = time.perf_counter() - began
-    last_epoch = [row for row in history if row["kind"] == "epoch"][-1]
+    epoch_rows = [row for row in history if row["kind"] == "epoch"]
+    # the loss terms reported are those of the epoch whose weights are kept
+    kept = epoch_rows[selection["best_epoch"] - 1] if selection else epoch_rows[-1]
     summary = {
         "run": cfg.student.run,
         "variant": variant.as_dict(),
@@ -84,8 +118,11 @@ def train(cfg, dataset, paths, *, rank=0, world_size=1, device=None, progress=Tr
         "train_steps": len(windows),
         "windows_per_epoch": len(windows) // data_cfg.train_stride,
         "epochs": cfg.student.epochs,
-        "final_loss": last_epoch["loss"],
-        **{f"final_{k}": last_epoch[k] for k in TERMS},
+        "epochs_trained": len(epoch_rows),
+        "best_epoch": selection["best_epoch"] if selection else len(epoch_rows),
+        "val_avg_0.1_0.7": selection["val_avg"] if selection else None,
+        "final_loss": kept["loss"],
+        **{f"final_{k}": kept[k] for k in TERMS},
         # can the modules do their job? (see student/diagnostics.py; GT of val read by the metric only)
         "anticipation_positive_rate": anticipation_positive_rate(windows),
         "calibration_gap": calibration_gap(model, dataset) if rank == 0 else None,

@@ -80,8 +80,13 @@ def point_targets(num_steps, anchors, points, labels, num_classes):
     Returns
       classes   T x M int64: class of the point inside the anchor span nearest its centre,
                 C (background) when the span holds no point
-      offset    T x M float32: |anchor centre - point| / L for that point (0 where none)
+      offset    T x M float32: (anchor centre - point) / L for that point, signed, in (-0.5, 0.5]
+                (0 where none)
       has_point T x M bool
+    The offset is signed where the method text writes |centre - point| / L: without the sign the
+    decode cannot tell on which side of the centre the point lies, and shifting every anchor the
+    same way mirrors the segment of every point in the newer half of its anchor (a documented
+    departure; see online/decode.decode_points).
     """
     a_start, a_end = anchor_spans(num_steps, anchors)
     target = np.full(a_start.shape, num_classes, dtype=np.int64)
@@ -92,12 +97,12 @@ def point_targets(num_steps, anchors, points, labels, num_classes):
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     inside = (a_start[..., None] <= points) & (points < a_end[..., None])  # T x M x P
     centre = (a_start + a_end)[..., None] / 2.0
-    distance = np.where(inside, np.abs(centre - points), np.inf)
-    nearest = np.argmin(distance, axis=-1)
+    signed = centre - points                                                # T x M x P
+    nearest = np.argmin(np.where(inside, np.abs(signed), np.inf), axis=-1)
     has_point = inside.any(axis=-1)
     lengths = np.asarray(anchors, dtype=np.float64)[None, :]
     target[has_point] = labels[nearest][has_point]
-    offset[has_point] = (np.take_along_axis(distance, nearest[..., None], -1)[..., 0] / lengths)[has_point]
+    offset[has_point] = (np.take_along_axis(signed, nearest[..., None], -1)[..., 0] / lengths)[has_point]
     return target, offset, has_point
 
 
@@ -121,9 +126,13 @@ def resample_cas(cas, teacher_steps, student_steps):
     return ((1.0 - weight) * cas[left] + weight * cas[right]).astype(np.float32)
 
 
-def future_targets(cas, horizon, threshold=0.5):
-    """T x C multi-hot: does action class c reach `threshold` in the CAS over steps t+1..t+horizon?"""
-    actions = np.asarray(cas)[:, :-1] >= threshold                          # T x C
+def future_targets(class_prob, horizon, threshold=0.5):
+    """T x C multi-hot: does action class c reach `threshold` over steps t+1..t+horizon?
+
+    class_prob: T x C per-class teacher probabilities (teachers.base.TeacherOutput.class_prob),
+    not the fused HR-Pro CAS, which stays far below 0.5 by construction.
+    """
+    actions = np.asarray(class_prob) >= threshold                            # T x C
     num_steps = len(actions)
     # suffix counts make "any in (t, t+horizon]" one subtraction per step
     cumulative = np.concatenate([np.zeros((1, actions.shape[1]), np.int64), np.cumsum(actions, axis=0)])

@@ -23,18 +23,19 @@ from ..resume import read_resume_file, write_resume_file
 from .losses import total_loss
 
 TERMS = ("ins", "cass", "ant", "pnt")
-RESUME_FORMAT = "onpoint.student-resume/1"
+RESUME_FORMAT = "onpoint.student-resume/2"      # /2: holds the best val epoch's weights
 
 
 def _resume_key(fingerprint):
     return {k: fingerprint[k] for k in sorted(fingerprint or {})}
 
 
-def save_resume(path, model, optimizer, scheduler, epoch, batch_in_epoch, history, fingerprint, sums=None):
+def save_resume(path, model, optimizer, scheduler, epoch, batch_in_epoch, history, fingerprint, sums=None, best=None):
     model = getattr(model, "module", model)
     payload = {
         "format": RESUME_FORMAT,
         "sums": dict(sums or {}),
+        "best": best,
         "fingerprint": _resume_key(fingerprint),
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -56,11 +57,27 @@ def load_resume(path, fingerprint):
     return read_resume_file(path, RESUME_FORMAT, _resume_key(fingerprint))
 
 
+def _copy_state(model):
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def _stop_early(best, epoch_done, patience):
+    """The convergence rule: `patience` epochs in a row without a better val score."""
+    return best is not None and patience is not None and epoch_done - best["epoch"] >= patience
+
+
 def train_student(model, data, variant, cfg, weights, device, *, train_stride, fingerprint=None, resume_path=None,
-                  checkpoints_per_epoch, progress=True, rank=0, world_size=1, on_epoch=None, on_batch=None):
+                  checkpoints_per_epoch, progress=True, rank=0, world_size=1, on_epoch=None, on_batch=None,
+                  evaluate=None):
     """Train in place. cfg: the typed student settings (config.StudentCfg); train_stride: the
     dataset's (every n-th step per epoch). `on_epoch` / `on_batch` are called with each history
-    row after its resume save (rank 0). Returns (history rows, throughput dict)."""
+    row after its resume save (rank 0).
+
+    `evaluate(model) -> float` (the val avg mAP, runner.val_score) makes the run converge by one
+    rule, the same for every run: after each epoch the score goes into the epoch row
+    (`val_avg`); training stops once `cfg.patience` epochs in a row bring no better score, and the
+    model ends with the weights of the best epoch. Every rank evaluates the same weights, so all
+    ranks stop together. Returns (history rows, throughput dict, selection dict or None)."""
     batch_size = int(cfg.batch_size)
     if batch_size % world_size:
         raise OnPointError(f"params.yaml: student.batch_size {batch_size} is not divisible by processes {world_size}")
@@ -75,9 +92,10 @@ def train_student(model, data, variant, cfg, weights, device, *, train_stride, f
     use_amp = device.type == "cuda"
     active = {"ins": bool(variant.instance_targets), "cass": variant.cass, "ant": variant.anticipation,
               "pnt": variant.points}
-    history, start_epoch, start_batch, resumed_sums = [], 0, 0, {}
+    history, start_epoch, start_batch, resumed_sums, best = [], 0, 0, {}, None
     resume = load_resume(resume_path, fingerprint) if resume_path is not None else None
     if resume is not None:
+        best = resume.get("best")
         core.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
@@ -92,6 +110,8 @@ def train_student(model, data, variant, cfg, weights, device, *, train_stride, f
     model.train()
     windows_done, seconds = 0, 0.0
     for epoch in range(start_epoch, epochs):
+        if _stop_early(best, epoch, cfg.patience):      # (a run resumed after its last epoch)
+            break
         order = data.epoch_samples(epoch, stride, seed)
         order = order[:len(order) - len(order) % world_size]     # every rank runs the same number of batches
         mine = order[rank::world_size]
@@ -132,7 +152,7 @@ def train_student(model, data, variant, cfg, weights, device, *, train_stride, f
             bar.update(1)
             if rank == 0 and resume_path is not None and every and (b + 1) % every == 0 and b + 1 < num_batches:
                 save_resume(resume_path, model, optimizer, scheduler, epoch, b + 1, history, fingerprint,
-                            sums={**sums, "counted": counted})
+                            sums={**sums, "counted": counted}, best=best)
             if on_batch is not None and rank == 0:
                 on_batch(row)
         bar.close()
@@ -141,12 +161,25 @@ def train_student(model, data, variant, cfg, weights, device, *, train_stride, f
         epoch_row = {"kind": "epoch", "epoch": epoch + 1, "batch": num_batches,
                      "loss": sums["loss"] / max(counted, 1),
                      **{k: (sums[k] / max(counted, 1) if active[k] else None) for k in TERMS}}
+        if evaluate is not None:
+            epoch_row["val_avg"] = float(evaluate(core))
+            model.train()
+            if best is None or epoch_row["val_avg"] > best["score"]:
+                best = {"epoch": epoch + 1, "score": epoch_row["val_avg"], "state": _copy_state(core)}
         history.append(epoch_row)
         if rank == 0:
             if resume_path is not None:
-                save_resume(resume_path, model, optimizer, scheduler, epoch + 1, 0, history, fingerprint)
+                save_resume(resume_path, model, optimizer, scheduler, epoch + 1, 0, history, fingerprint, best=best)
             if on_epoch is not None:
                 on_epoch(epoch_row)
+        if _stop_early(best, epoch + 1, cfg.patience):
+            break
+    selection = None
+    if best is not None:
+        core.load_state_dict(best["state"])
+        trained = max(row["epoch"] for row in history if row["kind"] == "epoch")
+        selection = {"best_epoch": best["epoch"], "val_avg": best["score"], "epochs_trained": trained,
+                     "stopped_early": trained < epochs}
     throughput = {"windows_per_second": windows_done / seconds if seconds else None,
                   "windows_trained": int(windows_done), "train_seconds": seconds}
-    return history, throughput
+    return history, throughput, selection

@@ -3,7 +3,8 @@ tensors so a batch is gathered with one index operation.
 
 Layout: the videos' features are stacked with W-1 zero rows in front of each video, so the window
 of step t of a video is the W consecutive rows ending at that step (left zero padding for free).
-Per-step targets (anchor assignment, point targets, future actionness) are computed once per video
+Per-step targets (anchor assignment, point targets, future actions from the teacher's class
+probabilities) are computed once per video
 by `targets.py` and stacked in step order; the teacher CAS is stacked in the padded layout so its
 window slice uses the same row indices as the features.
 """
@@ -47,7 +48,8 @@ class WindowData:
             targets["point_classes"].append(pcls)
             targets["point_offset"].append(poff)
             targets["has_point"].append(phas)
-            targets["future"].append(future_targets(cas, anticipation) if video.teacher_cas is not None
+            targets["future"].append(future_targets(video.teacher_class_prob, anticipation)
+                                     if video.teacher_class_prob is not None
                                      else np.zeros((n, num_classes), np.float32))
         to = lambda a: torch.from_numpy(np.ascontiguousarray(np.concatenate(a))).to(device)  # noqa: E731
         self.features = to(rows)
@@ -55,6 +57,7 @@ class WindowData:
         self.valid = to(valid_rows)
         self.window_start = to(window_start)
         self.video_index = np.concatenate(video_index)
+        self.has_future_targets = any(v.teacher_class_prob is not None for v in videos)
         self.targets = {k: to(v) for k, v in targets.items()}
         self.offsets = torch.arange(self.window, device=device)
 

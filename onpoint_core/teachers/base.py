@@ -28,6 +28,23 @@ class TeacherVideo:
         return int(self.features.shape[0])
 
 
+@dataclass
+class TeacherOutput:
+    """What a frozen teacher says about one video, in its own steps.
+
+    cas         T x (C+1) float32, background last: the CAS the student distils (L_cass) and the
+                teacher's own proposals read (HR-Pro: the fused `sigmoid(class) * (1 - bkg)`;
+                TSASPC: the per-frame softmax).
+    class_prob  T x C float32: a per-class probability that reaches 0.5 where the teacher believes
+                the class is happening; the anticipation targets binarise it (HR-Pro: the
+                un-fused class sigmoid, since the fused CAS stays far below 0.5 by construction;
+                TSASPC: the softmax's action columns).
+    """
+
+    cas: np.ndarray
+    class_prob: np.ndarray
+
+
 class Teacher(Protocol):
     """What the stages call on a teacher (HRProTeacher, TSASPCTeacher): no caller branches on the kind.
 
@@ -38,7 +55,8 @@ class Teacher(Protocol):
     """
 
     def fit(self, videos, log=None, progress=True, checkpoint=None) -> list: ...
-    def predict_cas_batch(self, features_list, batch) -> list: ...
+    def predict_batch(self, features_list, batch) -> list: ...       # [TeacherOutput]
+    def predict_cas_batch(self, features_list, batch) -> list: ...   # [TeacherOutput.cas]
     def video_scores(self, cas, detect) -> np.ndarray: ...
     def detect(self, cas, proposals, detect, class_ratio=None) -> np.ndarray: ...
     def pseudo_segments(self, cas, point_steps, point_labels, proposals, pseudo) -> np.ndarray: ...

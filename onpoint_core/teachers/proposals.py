@@ -2,8 +2,8 @@
 
 The pipeline follows the weakly/point-supervised TAL recipe used by HR-Pro (METHOD.md 3a):
 upsample the CAS, threshold it at many levels, turn every run of consecutive above-threshold
-samples into a proposal, score it by outer-inner contrast (OIC), then suppress duplicates class by
-class. Every function works on whole arrays (runs come from `np.diff` of a boolean mask, OIC from
+samples into a proposal, score it by outer-inner contrast (OIC) on the CAS zeroed below the run's
+threshold, then suppress duplicates class by class. Every function works on whole arrays (runs come from `np.diff` of a boolean mask, OIC from
 cumulative sums), so the cost does not grow with Python loops over time steps.
 
 Conventions (all in the CAS's own steps): step t covers [t, t+1); a proposal is
@@ -95,14 +95,50 @@ def outer_inner_contrast(signal, column, start, end, outer=0.25):
     return inner - outer_mean
 
 
+def _threshold_runs(signal, thresholds, outer):
+    """Runs of each column of `signal` (T' x K) strictly above each threshold, scored there.
+
+    Returns (column, start, end, score). As in HR-Pro, a run found at threshold th is scored by
+    OIC on the column with every value below th set to 0: its low flanks count as silence, which
+    rewards runs that stand out from their surroundings at that level, while a neighbouring run
+    above th still counts against it.
+    """
+    k = signal.shape[1]
+    zeroed = np.where(signal[:, None, :] < thresholds[None, :, None], 0.0, signal[:, None, :])
+    zeroed = zeroed.reshape(signal.shape[0], -1)                     # column j = threshold j // k, class j % k
+    col, s, e = find_runs(signal[:, None, :] > thresholds[None, :, None])
+    return col % k, s, e, outer_inner_contrast(zeroed, col, s, e, outer)
+
+
+def _actionness_runs(signal, actionness, thresholds, outer):
+    """Runs of the class-agnostic actionness above each threshold, proposed for every column and
+    scored by OIC on that column's raw CAS (HR-Pro zeroes only the actionness, not the CAS)."""
+    _, s, e = find_runs(actionness[:, None] > thresholds[None, :])
+    k = signal.shape[1]
+    col, s, e = np.repeat(np.arange(k), s.size), np.tile(s, k), np.tile(e, k)
+    return col, s, e, outer_inner_contrast(signal, col, s, e, outer)
+
+
+def _best_per_run(col, s, e, score):
+    """One row per (column, start, end): the highest score among its duplicates, rows sorted by
+    key. Soft-NMS would cut the lower duplicates to exp(-1 / sigma) of their score anyway."""
+    order = np.lexsort((-score, e, s, col))
+    col, s, e, score = col[order], s[order], e[order], score[order]
+    first = np.ones(col.size, bool)
+    first[1:] = (col[1:] != col[:-1]) | (s[1:] != s[:-1]) | (e[1:] != e[:-1])
+    return col[first], s[first], e[first], score[first]
+
+
 def cas_proposals(cas, actionness=None, classes=None, cas_thresholds=(), actionness_thresholds=(),
                   factor=2, outer=0.25):
     """Multi-threshold proposals of a T x C class CAS, in the CAS's steps -> N x 4 (label, start, end, score).
 
-    Runs where the (upsampled) class score is strictly above each `cas_thresholds` level, plus runs
-    where the class-agnostic `actionness` is strictly above each `actionness_thresholds` level
-    (those runs are proposed for every class in `classes`). All are scored by OIC on the class's
-    own upsampled CAS. Identical (label, start, end) rows are merged (same run, same score).
+    Runs where the (upsampled) class score is strictly above each `cas_thresholds` level, scored
+    by OIC on the class CAS zeroed below that level; plus runs where the class-agnostic
+    `actionness` is strictly above each `actionness_thresholds` level, proposed for every class in
+    `classes` and scored by OIC on the class's raw upsampled CAS (both as HR-Pro). The same
+    (label, start, end) found more than once keeps its highest score (HR-Pro keeps every copy
+    and lets soft-NMS decay the lower ones to exp(-1 / sigma) of their score).
     """
     cas = np.asarray(cas, dtype=np.float64)
     if cas.ndim != 2:
@@ -113,29 +149,15 @@ def cas_proposals(cas, actionness=None, classes=None, cas_thresholds=(), actionn
     if cas.shape[0] == 0 or classes.size == 0:
         return np.zeros((0, 4))
     signal = upsample(cas[:, classes], factor)                       # T' x K
-    k = classes.size
-    cols, starts, ends = [], [], []
+    found = []
     if cas_thresholds.size:
-        mask = signal[:, None, :] > cas_thresholds[None, :, None]    # T' x n_thr x K
-        col, s, e = find_runs(mask.reshape(signal.shape[0], -1))
-        cols.append(col % k)
-        starts.append(s)
-        ends.append(e)
+        found.append(_threshold_runs(signal, cas_thresholds, outer))
     if actionness_thresholds.size and actionness is not None:
         act = upsample(np.asarray(actionness, dtype=np.float64).reshape(-1), factor)
-        _, s, e = find_runs(act[:, None] > actionness_thresholds[None, :])
-        cols.append(np.repeat(np.arange(k), s.size))                # every run, for every class
-        starts.append(np.tile(s, k))
-        ends.append(np.tile(e, k))
-    if not cols:
+        found.append(_actionness_runs(signal, act, actionness_thresholds, outer))
+    if not found:
         return np.zeros((0, 4))
-    col, s, e = np.concatenate(cols), np.concatenate(starts), np.concatenate(ends)
-    if col.size == 0:
-        return np.zeros((0, 4))
-    key = np.stack([col, s, e], axis=1)
-    key, first = np.unique(key, axis=0, return_index=True)
-    col, s, e = key[:, 0], key[:, 1], key[:, 2]
-    score = outer_inner_contrast(signal, col, s, e, outer)
+    col, s, e, score = _best_per_run(*(np.concatenate(parts) for parts in zip(*found)))
     f = float(max(int(factor), 1))
     return np.stack([classes[col].astype(np.float64), s / f, e / f, score], axis=1)
 

@@ -82,18 +82,18 @@ def load_checkpoint(path, dataset=None):
 
 
 def run_teacher(teacher, dataset, batch_videos, progress=True):
-    """Frozen teacher over every video, a batch of videos per forward pass: {video_id: CAS}."""
+    """Frozen teacher over every video, a batch of videos per forward pass: {video_id: TeacherOutput}."""
     ids = dataset.video_ids()
-    cas = {}
+    outputs = {}
     bar = tqdm(total=len(ids), desc="teacher CAS", disable=not progress)
     for begin in range(0, len(ids), batch_videos):
         chunk = ids[begin:begin + batch_videos]
-        outputs = teacher.predict_cas_batch([np.asarray(dataset.teacher_features(v), np.float32) for v in chunk],
-                                            batch_videos)
-        cas.update(zip(chunk, outputs))
+        found = teacher.predict_batch([np.asarray(dataset.teacher_features(v), np.float32) for v in chunk],
+                                      batch_videos)
+        outputs.update(zip(chunk, found))
         bar.update(len(chunk))
     bar.close()
-    return cas
+    return outputs
 
 
 def to_seconds_table(dataset, rows_by_video, columns, point_in_seconds=False):
@@ -207,14 +207,33 @@ def offline_map(dataset, detected, subset="test", tious=(0.1, 0.2, 0.3, 0.4, 0.5
     return {k: result[k] for k in keep if k in result}
 
 
+def covered_points(pseudo, points):
+    """How many points lie inside a pseudo segment of their class (points only, no GT)."""
+    pairs = points.reset_index(drop=True).reset_index().merge(pseudo, on=["video_id", "label"], how="inner")
+    return int(pairs[(pairs.time >= pairs.start) & (pairs.time <= pairs.end)]["index"].nunique())
+
+
+def point_coverage(pseudo, points):
+    """Share of the points that lie inside a pseudo segment of their class (0 without points)."""
+    return covered_points(pseudo, points) / len(points) if len(points) else 0.0
+
+
+def check_point_coverage(pseudo, points, minimum, key):
+    """Stop with one line naming `key` when the teacher's pseudo segments cover too few points:
+    the students would train on next to nothing, and the comparison would say nothing."""
+    share = point_coverage(pseudo, points)
+    if not len(pseudo) or share < minimum:
+        raise OnPointError(f"params.yaml: {key}: the teacher's {len(pseudo)} pseudo segments cover "
+                           f"{100 * share:.1f}% of the {len(points)} points, below {100 * minimum:.0f}%: the teacher "
+                           f"has not learned (give it more training, or lower {key})")
+    return share
+
+
 def pseudo_quality(dataset, pseudo, points, tiou_threshold=0.5):
     """Pseudo segments against the training GT: precision, recall, mean tIoU, points left without one."""
     videos = dataset.video_ids(*POINT_SUBSETS)
     gt = dataset.segments[dataset.segments.video_id.isin(videos)]
     quality = segment_quality(gt, pseudo, tiou_threshold)
-    # a point is covered when a pseudo segment of its class contains it
-    pairs = points.reset_index(drop=True).reset_index().merge(pseudo, on=["video_id", "label"], how="inner")
-    covered = pairs[(pairs.time >= pairs.start) & (pairs.time <= pairs.end)]["index"].nunique()
     quality["num_points"] = int(len(points))
-    quality["points_without_pseudo_segment"] = int(len(points) - covered)
+    quality["points_without_pseudo_segment"] = int(len(points)) - covered_points(pseudo, points)
     return quality

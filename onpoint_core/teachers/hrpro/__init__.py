@@ -23,12 +23,13 @@ Choices where METHOD.md is silent (every setting is a key of params.yaml `hrpro`
   summed over videos with background seeds and divided by the batch size. HR-Pro's video-level
   top-k loss is not part of METHOD.md and is left out.
 - Prototypes start (first `fit` only) as the mean eval-mode embedding of each class's point steps (computed with zero
-  prototypes as tokens, as HR-Pro does); after each optimiser step each class present in the
-  batch's action seeds moves `prototype_momentum` toward their mean (detached) embedding, one EMA
-  step per class per iteration. A class without points keeps a zero prototype.
+  prototypes as tokens, as HR-Pro does); after each optimiser step, for each video of the batch
+  and each class in its action seeds, the prototype moves `prototype_momentum` toward the mean
+  (detached) embedding of those seeds: one EMA step per video, in the order the videos were drawn (training.py). A class without points keeps
+  a zero prototype.
 - Each iteration's videos are sorted by length; `sub_batches` > 1 splits them into padded
   sub-batches whose gradients add up to the same loss (every term is a per-video sum divided by
-  the batch size) and whose action seeds feed one prototype EMA step.
+  the batch size); the per-video EMA steps keep the drawn order.
 - Attention uses F.scaled_dot_product_attention. With attention dropout > 0 on CPU, PyTorch falls
   back to its unfused kernel, several times slower on long videos; `max_train_steps` (random crop
   of long training videos, default off) is the other speed lever.

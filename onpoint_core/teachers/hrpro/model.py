@@ -62,7 +62,13 @@ class SnippetModel(nn.Module):
         self.register_buffer("prototypes", torch.zeros(num_classes, dim))
 
     def forward(self, features, valid):
-        """features: B x T x F (padded), valid: B x T bool -> fused CAS B x T x (C+1), embedding B x T x D."""
+        """features: B x T x F (padded), valid: B x T bool -> (fused CAS B x T x (C+1), embedding
+        B x T x D, un-fused class probabilities B x T x C).
+
+        The fused CAS `sigmoid(class) * (1 - bkg)` is what HR-Pro's losses, proposals and the
+        student's CAS distillation use; it rarely reaches 0.5 by construction. The un-fused class
+        sigmoid is the per-class probability the anticipation targets binarise at 0.5.
+        """
         b, t, _ = features.shape
         x = self.project(features)                                                   # B x T x D
         protos = self.prototypes.to(x.dtype).unsqueeze(0).expand(b, -1, -1)         # B x C x D
@@ -75,4 +81,4 @@ class SnippetModel(nn.Module):
         cas = torch.sigmoid(self.classifier(emb)).transpose(1, 2)                   # B x T x (C+1)
         bkg = cas[..., -1:]
         fused = torch.cat([cas[..., :-1] * (1.0 - bkg), bkg], dim=-1)
-        return fused, emb.transpose(1, 2)
+        return fused, emb.transpose(1, 2), cas[..., :-1]

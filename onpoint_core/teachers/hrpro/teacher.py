@@ -10,6 +10,7 @@ from ...errors import OnPointError, fail
 from ...runtime import deterministic as _deterministic
 from ...runtime import pick_device
 from ...runtime import seeded as _seeded
+from ..base import TeacherOutput
 from ..proposals import cas_proposals, nms, reliable_proposals, threshold_grid, topk_video_scores
 from .model import SnippetModel
 from .training import RESUME_FORMAT, Training
@@ -71,7 +72,7 @@ class HRProTeacher(Training):
 
     @torch.no_grad()
     def _forward_eval(self, features_list, batch):
-        """Eval-mode forward of many videos in padded batches of similar length -> [(cas, emb)]."""
+        """Eval-mode forward of many videos in padded batches of similar length -> [(cas, emb, class_prob)]."""
         self.model.eval()
         order = np.argsort([f.shape[0] for f in features_list], kind="stable")
         out = [None] * len(features_list)
@@ -79,9 +80,10 @@ class HRProTeacher(Training):
         for i in range(0, len(order), size):
             idx = order[i:i + size]
             batch, valid, lengths = self._pad([features_list[j] for j in idx])
-            cas, emb = self.model(batch, valid)
+            cas, emb, class_prob = self.model(batch, valid)
             for row, j in enumerate(idx):
-                out[j] = (cas[row, :lengths[row]], emb[row, :lengths[row]])
+                n = lengths[row]
+                out[j] = (cas[row, :n], emb[row, :n], class_prob[row, :n])
         return out
 
     # ---- training ---------------------------------------------------------------------------
@@ -94,12 +96,16 @@ class HRProTeacher(Training):
     def predict_cas_batch(self, features_list, batch) -> list[np.ndarray]:
         """Fused CAS of many videos in padded batches of `batch` videos (padding never changes a
         video's result; `detect.predict_batch` sets it when caching)."""
+        return [out.cas for out in self.predict_batch(features_list, batch)]
+
+    def predict_batch(self, features_list, batch) -> list[TeacherOutput]:
+        """Fused CAS and un-fused class probabilities of many videos (see SnippetModel.forward)."""
         feats = [self._check_features(f) for f in features_list]
         if not feats:
             return []
         with _deterministic():
             outs = self._forward_eval(feats, batch)
-        return [cas.float().cpu().numpy() for cas, _ in outs]
+        return [TeacherOutput(cas.float().cpu().numpy(), prob.float().cpu().numpy()) for cas, _, prob in outs]
 
     def _check_cas(self, cas):
         cas = np.asarray(cas, dtype=np.float64)

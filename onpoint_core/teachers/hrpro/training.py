@@ -1,4 +1,13 @@
-"""HR-Pro teacher training: the iteration loop, prototype EMA, crash-safe resume (a mixin of HRProTeacher)."""
+"""HR-Pro teacher training: the iteration loop, prototype EMA, crash-safe resume (a mixin of HRProTeacher).
+
+Prototype EMA as HR-Pro does it: HR-Pro forwards an iteration's videos one at a time and moves
+each class prototype after every video, toward the mean embedding of that video's action seeds
+of the class. Here the videos share padded (sub-)batches, so the per-video seed means are
+collected and the EMA steps are applied after the optimiser step, one per video, in the order
+the videos were drawn (not the length order of the padding, so sub_batches never reorders the
+steps). What still differs: every video of an iteration sees the prototypes as they were at its
+start, where HR-Pro's later videos see those moved by the earlier ones.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +24,7 @@ from ...resume import read_resume_file, write_resume_file
 from ..base import TeacherVideo
 from .losses import contrastive, focal_bce, select_seeds
 
-RESUME_FORMAT = "onpoint.hrpro-resume/2"
+RESUME_FORMAT = "onpoint.hrpro-resume/3"   # /3: prototype EMA once per video
 PROTOTYPE_BATCH = 16   # videos per padded eval batch when prototypes start (padding never changes results)
 
 
@@ -40,7 +49,7 @@ class Training:
         """Prototype c = mean eval-mode embedding of the class-c point steps."""
         sums = torch.zeros_like(self.model.prototypes)
         counts = torch.zeros(self.num_classes, device=self.device)
-        for (_, emb), (steps, labels) in zip(self._forward_eval(feats, PROTOTYPE_BATCH), videos):
+        for (_, emb, _), (steps, labels) in zip(self._forward_eval(feats, PROTOTYPE_BATCH), videos):
             if steps.size:
                 lab = torch.as_tensor(labels, device=self.device)
                 sums.index_add_(0, lab, emb[torch.as_tensor(steps, device=self.device)])
@@ -98,7 +107,6 @@ class Training:
         batch_size = min(cfg.videos_per_iteration, len(videos))
         sub_batches = cfg.sub_batches
         momentum = cfg.prototype_momentum
-        c = self.num_classes
         history = []
         total = cfg.iterations
         every = int(checkpoint_every)
@@ -141,24 +149,22 @@ class Training:
                     queue = np.concatenate([queue, rng.permutation(len(videos))])
                 idx, queue = queue[:batch_size], queue[batch_size:]
                 clips = [self._crop(feats[i], *points[i], crop, rng) for i in idx]
-                clips = [clips[i] for i in np.argsort([f.shape[0] for f, _, _ in clips], kind="stable")]
+                by_length = np.argsort([f.shape[0] for f, _, _ in clips], kind="stable")
+                clips = [clips[i] for i in by_length]
                 self.model.train()
                 optimizer.zero_grad(set_to_none=True)
                 parts = [p for p in np.array_split(np.arange(len(clips)), min(sub_batches, len(clips))) if p.size]
                 totals = np.zeros(4)
-                ema_sums = torch.zeros_like(self.model.prototypes)
-                ema_counts = torch.zeros(c, device=self.device)
+                seed_means, seeded = [], []
                 for part in parts:                         # gradients accumulate over the sub-batches
-                    losses, sums, counts = self._batch_losses([clips[i] for i in part], len(clips))
+                    losses, means, has = self._batch_losses([clips[i] for i in part], len(clips))
                     losses[0].backward()
                     totals += [float(x.item()) for x in losses]
-                    ema_sums += sums
-                    ema_counts += counts
+                    seed_means.append(means)
+                    seeded.append(has)
                 optimizer.step()
-                with torch.no_grad():                      # prototype EMA toward the batch's action-seed means
-                    seen = ema_counts > 0
-                    protos = self.model.prototypes
-                    protos[seen] = (1 - momentum) * protos[seen] + momentum * ema_sums[seen] / ema_counts[seen, None]
+                drawn = torch.as_tensor(np.argsort(by_length), device=self.device)   # back to the drawn order
+                self._prototype_ema(torch.cat(seed_means)[drawn], torch.cat(seeded)[drawn], momentum)
                 loss, loss_point, loss_bkg, loss_con = (float(x) for x in totals)
                 row = {"iteration": it + 1, "loss": loss, "loss_point": loss_point,
                        "loss_background": loss_bkg, "loss_contrast": loss_con}
@@ -176,13 +182,22 @@ class Training:
         self.model.eval()
         return history
 
+    @torch.no_grad()
+    def _prototype_ema(self, seed_means, seeded, momentum):
+        """One EMA step per video, videos in the given order: prototype c <- (1 - m) c + m x the
+        video's class-c action-seed mean, for the classes the video has seeds of (HR-Pro)."""
+        protos = self.model.prototypes
+        for means, has in zip(seed_means, seeded):
+            protos[has] = (1 - momentum) * protos[has] + momentum * means[has]
+
     def _batch_losses(self, clips, batch_size):
         """Forward one padded (sub-)batch; seeds on its detached background score; the weighted loss
-        and its parts (each already divided by the whole batch's size) and the action-seed embedding
-        sums/counts per class for the prototype EMA."""
+        and its parts (each already divided by the whole batch's size), and per video (rows in the
+        order of `clips`) the mean detached embedding of its class-c action seeds (B x C x D) and
+        whether it has any (B x C), for the per-video prototype EMA."""
         cfg, c, to = self.cfg, self.num_classes, dict(device=self.device)
         batch, valid, lengths = self._pad([f for f, _, _ in clips])
-        cas, emb = self.model(batch, valid)
+        cas, emb, _ = self.model(batch, valid)
         b, t = valid.shape
         bkg = cas[..., -1].detach().cpu().numpy()
         point_target = np.zeros((b, t, c + 1), dtype=np.float32)
@@ -210,9 +225,9 @@ class Training:
         loss = w.point * loss_point + w.background * loss_bkg + w.contrast * loss_con
         with torch.no_grad():
             a = act_seed_t.to(emb.dtype)
-            sums = torch.einsum("btc,btd->cd", a, emb.detach())
-            counts = a.sum((0, 1))
-        return (loss, loss_point, loss_bkg, loss_con), sums, counts
+            counts = a.sum(1)                                                       # B x C
+            means = torch.einsum("btc,btd->bcd", a, emb.detach()) / counts.clamp(min=1)[..., None]
+        return (loss, loss_point, loss_bkg, loss_con), means, counts > 0
 
     @staticmethod
     def _crop(features, steps, labels, crop, rng):

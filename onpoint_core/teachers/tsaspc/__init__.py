@@ -11,8 +11,10 @@ Choices where METHOD.md is silent (each one is a parameter or written down here)
   videos (a points-only estimate: for back-to-back actions it is the action length; background
   between actions lengthens it, which makes background stamps rarer, the safe side).
   `label_report()` says how many stamps were added and how many frames they labelled.
-- CE is on the ensemble-labelled frames from the first epoch on (TSASPC's released code uses
-  the stamps alone for the first phase and the ensemble only for the cluster loss).
+- Two phases, as TSASPC: epochs 1..growth_epochs train the CE on the stamps alone (points and
+  background stamps); later epochs train it on the ensemble labels, grown every batch. The
+  cluster loss uses the ensemble intervals in both phases (on the stamps alone it would be 0).
+  Growth starts at 5/7 of training (epoch 50 of 70; the cpu recipe 21 of 30).
 - Cluster loss (TSASPC's definition): for every labelled frame, the Euclidean distance between
   its L2-normalised last-stage feature (64-d) and that of its interval's stamp; mean over
   labelled frames.

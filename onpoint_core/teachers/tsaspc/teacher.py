@@ -12,7 +12,7 @@ from ...config import ParamsError, TSASPCDetect, TSASPCProposals, TSASPCPseudo, 
 from ...errors import fail
 from ...runtime import pick_device, seeded
 from .. import clustering
-from ..base import segments_array
+from ..base import TeacherOutput, segments_array
 from ..proposals import topk_video_scores
 from .model import MSTCN
 from .training import Training
@@ -81,6 +81,10 @@ class TSASPCTeacher(Training):
             prob = F.softmax(outputs[-1], dim=1)
             out += [prob[b, :, : len(f)].T.contiguous().cpu().numpy().astype(np.float32) for b, f in enumerate(chunk)]
         return out
+
+    def predict_batch(self, features_list, batch):
+        """TeacherOutputs: the softmax CAS, and its action columns as the class probabilities."""
+        return [TeacherOutput(cas, np.ascontiguousarray(cas[:, :-1])) for cas in self.predict_cas_batch(features_list, batch)]
 
     def predict_cas(self, features):
         """CAS of one video: T x (C+1) float32, rows sum to 1, background last."""

@@ -1,5 +1,14 @@
 """TSASPC teacher training: pseudo frame labels, label growth, the epoch loop, crash-safe resume
-(a mixin of TSASPCTeacher)."""
+(a mixin of TSASPCTeacher).
+
+Two phases, as in TSASPC: epochs 1..growth_epochs train the cross entropy on the stamps alone
+(the points plus the background stamps; every other frame ignored), so the network learns the
+classes from the only frames whose label is certain before any clustering guess steers it.
+Later epochs train on the ensemble pseudo labels, grown every batch from the network's own
+features. The smoothing, confidence and cluster losses run in both phases; the cluster loss
+always pulls the frames of the ensemble intervals toward their stamp (on the stamps alone every
+distance would be zero and the loss would do nothing).
+"""
 
 from __future__ import annotations
 
@@ -19,7 +28,7 @@ from .. import clustering
 from ...resume import read_resume_file, write_resume_file
 from .losses import IGNORE, cluster_loss, confidence_loss, smoothing_loss
 
-RESUME_FORMAT = "onpoint.tsaspc-resume/1"
+RESUME_FORMAT = "onpoint.tsaspc-resume/2"   # /2: phase 1 trains CE on the stamps alone
 
 
 class Training:
@@ -51,6 +60,10 @@ class Training:
             "background_stamps_added": int(sum(v["background_added"] for v in info.values())),
             "videos_with_background_stamps": int(sum(v["background_added"] > 0 for v in info.values())),
             "growth_rounds": 0,
+            "phase1_epochs": int(min(cfg.growth_epochs, cfg.epochs)),
+            "phase1_targets": "stamps (points and background stamps)",
+            "phase1_labelled_fraction": (sum(len(v["stamps"]) for v in info.values())
+                                         / max(sum(len(v["labels"]) for v in info.values()), 1)),
         }
         self._refresh_labels()
         self.report["labelled_fraction_initial"] = self.report["labelled_fraction"]
@@ -76,10 +89,20 @@ class Training:
         src = self.initial_labels if initial else self.labels
         return {k: v.copy() for k, v in src.items()}
 
-    def _targets(self, infos, tmax):
-        """Frame labels, each labelled frame's stamp, and the confidence-loss masks (padded)."""
+    @staticmethod
+    def _stamp_targets(info):
+        """Phase-1 CE targets of one video: the stamps' classes at the stamps, IGNORE elsewhere."""
+        target = np.full(len(info["labels"]), IGNORE, np.int64)
+        target[info["stamps"]] = info["stamp_labels"]
+        return target
+
+    def _targets(self, infos, tmax, stamps_only=False):
+        """CE targets (the stamps alone when `stamps_only`, else the current ensemble labels), the
+        ensemble-labelled frames and each one's stamp (cluster loss), the confidence-loss masks;
+        all padded to tmax."""
         B = len(infos)
         target = np.full((B, tmax), IGNORE, np.int64)
+        labelled = np.zeros((B, tmax), np.float32)
         stamp_at = np.zeros((B, tmax), np.int64)
         away_cls = np.zeros((B, tmax - 1), np.int64)
         toward_cls = np.zeros_like(away_cls)
@@ -87,7 +110,8 @@ class Training:
         for b, info in enumerate(infos):
             labels, owner, stamps = info["labels"], info["owner"], info["stamps"]
             T = len(labels)
-            target[b, :T] = labels
+            target[b, :T] = self._stamp_targets(info) if stamps_only else labels
+            labelled[b, :T] = labels != IGNORE
             if len(stamps):
                 stamp_at[b, :T] = np.where(owner >= 0, stamps[np.maximum(owner, 0)], 0)
             if len(stamps) > 1:
@@ -100,15 +124,16 @@ class Training:
         dev = self.device
         return {"target": torch.from_numpy(target).to(dev),
                 "stamp_at": torch.from_numpy(stamp_at).to(dev),
-                "labelled": torch.from_numpy((target != IGNORE).astype(np.float32)).to(dev),
+                "labelled": torch.from_numpy(labelled).to(dev),
                 "away_cls": torch.from_numpy(away_cls).to(dev),
                 "toward_cls": torch.from_numpy(toward_cls).to(dev),
                 "conf_ok": torch.from_numpy(conf_ok).to(dev)}
 
     def _losses(self, hidden, outputs, mask, tg):
+        """Weighted total and its parts; CE only when some frame of the batch has a target."""
         w = self.cfg.loss_weights
         ce = sm = conf = outputs.new_zeros(())
-        any_labelled = bool(tg["labelled"].sum() > 0)
+        any_labelled = bool((tg["target"] != IGNORE).any())
         for logits in outputs:
             if any_labelled:
                 ce = ce + F.cross_entropy(logits, tg["target"], ignore_index=IGNORE)
@@ -130,9 +155,12 @@ class Training:
     def fit(self, videos, log=None, progress=True, checkpoint=None, checkpoint_every=5):
         """Train on the videos' features and points; returns one history row per epoch.
 
-        Epochs 1..growth_epochs train on the ensemble labels; from then on, every batch first
-        grows its videos' labels from the features of its own forward pass (as TSASPC does,
-        which costs no extra forward pass), then trains on the grown labels.
+        Epochs 1..growth_epochs (phase 1) train the CE on the stamps alone; from then on
+        (phase 2) every batch first grows its videos' ensemble labels from the features of its
+        own forward pass (as TSASPC does, which costs no extra forward pass), then trains the CE
+        on the grown labels. The phase follows from the epoch number alone, so a resumed fit
+        crosses the boundary exactly where an uninterrupted one does. History rows'
+        `labelled_fraction` is that of the ensemble labels (the ones that grow) in both phases.
 
         `checkpoint` (a path) makes training crash-safe: every `checkpoint_every` epochs the
         whole loop state (model, optimizer, grown labels, history, RNG states) is written there
@@ -173,9 +201,10 @@ class Training:
                     chunk = [videos[i] for i in order[k:k + bs]]
                     x, mask = self._inputs([v.features for v in chunk])
                     hidden, outputs = self.model(x, mask)
-                    if epoch > growth:
+                    phase1 = epoch <= growth
+                    if not phase1:
                         self._grow([v.video_id for v in chunk], hidden, [v.n_steps for v in chunk])
-                    tg = self._targets([self._info[v.video_id] for v in chunk], x.shape[2])
+                    tg = self._targets([self._info[v.video_id] for v in chunk], x.shape[2], stamps_only=phase1)
                     total, parts = self._losses(hidden, outputs, mask, tg)
                     opt.zero_grad(set_to_none=True)
                     total.backward()
