@@ -45,9 +45,9 @@ def main(params_path, dataset_dir, points_path, model, out, metrics):
     detected = detections(teacher, dataset, cas, cfg.proposals, cfg.detect, class_ratio=ratio)
     seconds = time.perf_counter() - began
     with atomic_dir(out) as tmp:
-        for video_id, out in outputs.items():
-            save_npy(tmp / "cas" / f"{video_id}.npy", out.cas.astype(np.float32))
-            save_npy(tmp / "class_prob" / f"{video_id}.npy", out.class_prob.astype(np.float32))
+        for video_id, output in outputs.items():
+            save_npy(tmp / "cas" / f"{video_id}.npy", output.cas.astype(np.float32))
+            save_npy(tmp / "class_prob" / f"{video_id}.npy", output.class_prob.astype(np.float32))
         table_ = dataset.videos[["video_id", "subset", "duration"]].copy()
         table_["n_steps"] = [len(cas[v]) for v in table_.video_id]
         write_parquet(tmp / "videos.parquet", table_)

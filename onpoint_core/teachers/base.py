@@ -35,10 +35,11 @@ class TeacherOutput:
     cas         T x (C+1) float32, background last: the CAS the student distils (L_cass) and the
                 teacher's own proposals read (HR-Pro: the fused `sigmoid(class) * (1 - bkg)`;
                 TSASPC: the per-frame softmax).
-    class_prob  T x C float32: a per-class probability that reaches 0.5 where the teacher believes
-                the class is happening; the anticipation targets binarise it (HR-Pro: the
-                un-fused class sigmoid, since the fused CAS stays far below 0.5 by construction;
-                TSASPC: the softmax's action columns).
+    class_prob  T x C float32: a per-class score in [0, 1] that reaches 0.5 where the teacher
+                believes the class is happening; the anticipation targets binarise it (HR-Pro:
+                its fused CAS min-max normalised over the video, since the fused CAS stays far
+                below 0.5 by construction, see hrpro.teacher.class_probabilities; TSASPC: the
+                softmax's action columns).
     """
 
     cas: np.ndarray

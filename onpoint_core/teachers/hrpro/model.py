@@ -67,7 +67,8 @@ class SnippetModel(nn.Module):
 
         The fused CAS `sigmoid(class) * (1 - bkg)` is what HR-Pro's losses, proposals and the
         student's CAS distillation use; it rarely reaches 0.5 by construction. The un-fused class
-        sigmoid is the per-class probability the anticipation targets binarise at 0.5.
+        sigmoid is returned for inspection (it is above 0.5 on a quarter of all steps x classes, so
+        the anticipation targets use a normalised fused CAS instead: teacher.class_probabilities).
         """
         b, t, _ = features.shape
         x = self.project(features)                                                   # B x T x D
