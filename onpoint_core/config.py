@@ -83,6 +83,8 @@ def _plain(value):
 @dataclass(frozen=True)
 class PointsCfg(Section):
     source: Literal["gaussian", "dataset"]
+    noise_seconds: float = _f("nonneg")                     # the point-noise study: std of a shift, s
+    noise_seed: int = _f()
     seed: Optional[int] = _f(default=None)                  # gaussian only (absent otherwise)
     sigma_fraction: Optional[float] = _f("fraction", default=None)
 

@@ -69,8 +69,8 @@ def experiment_rows(exp_show):
         metrics = ((data.get("metrics") or {}).get(ONLINE_METRICS) or {}).get("data")
         teacher = ((data.get("metrics") or {}).get(TEACHER_METRICS) or {}).get("data") or {}
         params = ((data.get("params") or {}).get("params.yaml") or {}).get("data")
-        if not metrics or not params:
-            continue
+        if not metrics or not params or point_noise(params):
+            continue                        # (the point-noise study has its own report)
         name = entry.get("name") or entry.get("rev")
         key = (name, entry.get("rev"))
         if key in seen:
@@ -91,6 +91,12 @@ def experiment_rows(exp_show):
             "teacher_avg_0.1_0.7": (teacher.get("offline_test") or {}).get("avg_0.1_0.7"),
         })
     return rows
+
+
+def point_noise(params):
+    """The point-noise std (s) of an experiment's params: datasets.<dataset>.points.noise_seconds."""
+    entry = ((params.get("datasets") or {}).get(params.get("dataset")) or {})
+    return float((entry.get("points") or {}).get("noise_seconds") or 0.0)
 
 
 def _mean_spread(values):

@@ -6,7 +6,7 @@ from onpoint_core.data.dataset import load_dataset
 from onpoint_core.errors import friendly_errors
 from onpoint_core.io import write_parquet
 from onpoint_core.pipeline import start, write_run_log
-from onpoint_core.points.labels import point_metrics, training_points
+from onpoint_core.points.labels import point_metrics, shifted_points, training_points
 
 
 @click.command()
@@ -18,9 +18,11 @@ def main(params_path, dataset_dir, out):
     points_cfg = start("points", params_path).points
     dataset = load_dataset(dataset_dir, check_files=False)
     points = training_points(dataset, points_cfg.source, points_cfg.seed, points_cfg.sigma_fraction)
+    durations = dict(zip(dataset.videos.video_id, dataset.videos.duration))
+    points = shifted_points(points, durations, points_cfg.noise_seconds, points_cfg.noise_seed)
     write_parquet(out, points)
     stats = {"source": "dataset (shipped points)" if points_cfg.source == "dataset" else "gaussian",
-             **point_metrics(points, dataset)}
+             "noise_seconds": points_cfg.noise_seconds, **point_metrics(points, dataset)}
     write_run_log("points", stats)
     click.echo(f"points: {stats['num_points']} on {stats['num_videos']} training videos "
                f"(relative position {stats['relative_position_mean']:.3f} +- {stats['relative_position_std']:.3f}) -> {out}")

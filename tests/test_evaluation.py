@@ -547,3 +547,17 @@ def test_report_rows_skip_unfinished_experiments():
     assert sorted(summary) == [("synthetic", "onpoint"), ("synthetic", "teacher_oat")]
     # the baseline and a-s52 are one seed (counted once): the mean of seeds 52 and 53
     assert summary[("synthetic", "onpoint")]["avg_0.1_0.7"][0] == pytest.approx(22.0)
+
+
+def test_report_rows_leave_the_point_noise_study_to_its_own_report():
+    from onpoint_core.report import experiment_rows
+
+    noisy = _exp("noise2-onpoint-s52", "onpoint", 52, 15.0, "success")
+    noisy["revs"][0]["data"]["params"]["params.yaml"]["data"]["datasets"] = {
+        "synthetic": {"points": {"noise_seconds": 2.0}}}
+    exact = _exp("noise0-onpoint-s52", "onpoint", 52, 20.0, "success")
+    exact["revs"][0]["data"]["params"]["params.yaml"]["data"]["datasets"] = {
+        "synthetic": {"points": {"noise_seconds": 0.0}}}
+    baseline = _exp("main", "onpoint", 52, 20.0)["revs"][0]
+    baseline["experiments"] = [noisy, exact]
+    assert sorted(r["experiment"] for r in experiment_rows([baseline])) == ["main", "noise0-onpoint-s52"]

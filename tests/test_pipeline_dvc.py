@@ -33,8 +33,7 @@ def _shrink(params):
     entry["train_stride"] = 4
     params["hrpro"]["recipes"]["cpu"]["iterations"] = 3
     params["hrpro"]["train"]["videos_per_iteration"] = 4
-    params["student"]["recipes"]["cpu"].update(d_model=32, ffn_dim=64, batch_size=16)
-    params["student"]["epochs"] = 1
+    params["student"]["recipes"]["cpu"].update(d_model=32, ffn_dim=64, batch_size=16, epochs=1)
     params["online"]["stream_batch"] = 8
     return params
 

@@ -60,3 +60,22 @@ def test_training_points_cover_train_and_val_only(tmp_path, raw_params):
     assert len(points) == ds.segments.video_id.isin(ds.video_ids("train", "val")).sum()
     with pytest.raises(OnPointError, match="points.parquet: missing"):
         training_points(ds, "dataset", seed=0, sigma_fraction=None)
+
+
+def test_point_noise_shifts_by_the_std_in_seconds_clipped_into_the_video():
+    from onpoint_core.points.labels import shifted_points
+
+    n = 4000
+    points = pd.DataFrame({"video_id": ["a", "b"] * (n // 2), "label": "x",
+                           "time": np.tile([50.0, 0.5], n // 2)})
+    durations = {"a": 100.0, "b": 10.0}
+    moved = shifted_points(points, durations, 2.0, seed=1)
+    shift = moved.time[points.video_id == "a"] - 50.0           # far from the ends: plain N(0, 2^2)
+    assert abs(shift.mean()) < 0.15 and shift.std() == pytest.approx(2.0, rel=0.05)
+    near_start = moved.time[points.video_id == "b"]
+    assert near_start.min() == 0.0 and near_start.max() <= 10.0   # clipped into the video, never outside
+    assert (near_start == 0.0).mean() > 0.3                       # about P(N(0.5, 2) < 0) = 40% land on 0
+    pd.testing.assert_frame_equal(moved, shifted_points(points, durations, 2.0, seed=1))   # seeded
+    assert not moved.time.equals(shifted_points(points, durations, 2.0, seed=2).time)
+    pd.testing.assert_frame_equal(shifted_points(points, durations, 0.0, seed=1), points)  # std 0: unchanged
+    assert list(moved.columns) == list(points.columns) and (moved.label == "x").all()

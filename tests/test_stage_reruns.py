@@ -38,6 +38,7 @@ KEY_TABLE = {
     "tsaspc.train.background_stamps": set(),
     "datasets.synthetic.generator.noise": {"dataset"},
     "datasets.synthetic.points.seed": {"points"},
+    "datasets.synthetic.points.noise_seconds": {"points"},
     "datasets.synthetic.window": {"student_train"},
     "datasets.synthetic_dense.window": set(),                 # another dataset's entry
     "datasets.thumos14.window": set(),

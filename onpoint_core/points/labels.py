@@ -27,6 +27,21 @@ def gaussian_points(segments, seed, sigma_fraction):
     return pd.DataFrame({"video_id": ordered.video_id, "label": ordered.label, "time": times})[POINT_COLUMNS]
 
 
+def shifted_points(points, durations, std_seconds, seed):
+    """Every point moved by N(0, std_seconds^2) seconds, clipped into its video [0, duration].
+
+    The paper's point-noise study: how much does OnPoint lose when annotators click further from
+    where they should? Points are shifted in table order with one seeded generator, so the same
+    points, std and seed give the same shifts. std 0 returns the points unchanged.
+    """
+    if std_seconds == 0 or not len(points):
+        return points.reset_index(drop=True)
+    rng = np.random.default_rng(seed)
+    duration = points.video_id.map(durations).to_numpy(float)
+    times = np.clip(points.time.to_numpy(float) + rng.normal(0.0, std_seconds, len(points)), 0.0, duration)
+    return points.assign(time=times).reset_index(drop=True)
+
+
 def training_points(dataset, source, seed, sigma_fraction):
     """The points the teachers and the student train on: train and val videos only."""
     videos = set(dataset.video_ids(*TRAINING_SUBSETS))
