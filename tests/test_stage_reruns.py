@@ -50,7 +50,8 @@ KEY_TABLE = {
     "recipe": {"teacher_train", "student_train"},
 }
 NEW_VALUES = {"teacher": "tsaspc", "recipe": "paper", "hrpro.detect.video_class_ratio": 0.8,
-              "hrpro.pseudo.reliable_min_score": 0.1, "tsaspc.train.background_stamps": False}
+              "hrpro.pseudo.reliable_min_score": 0.1, "tsaspc.train.background_stamps": False,
+              "datasets.synthetic.points.noise_seconds": 1.5}
 
 CODE = ("stages", "onpoint_core")
 OUT_DIRS = ("data/dataset", "data/points", "data/teacher", "data/pseudo", "data/online", "data/imported",
