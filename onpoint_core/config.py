@@ -316,6 +316,7 @@ class StudentCfg(Section):
     weight_decay: float = _f("nonneg")
     epochs: int = _f("positive")
     patience: Optional[int] = _f("positive")
+    lr_decays: int = _f("nonneg")
     lr_gamma: float = _f("positive")
     processes: int = _f("positive")
     checkpoints_per_epoch: int = _f("nonneg")
@@ -495,7 +496,7 @@ def _with_recipe(shared, recipes, recipe, key, recipes_key):
 # Which keys each stage reads ({dataset}, {teacher}, {recipe}: the selectors' values).
 
 STUDENT_SHARED = ("run", "seed", "encoder_layers", "encoder_heads", "decoder_heads", "loss_weights",
-                  "weight_decay", "patience", "lr_gamma", "processes", "checkpoints_per_epoch")
+                  "weight_decay", "patience", "lr_decays", "lr_gamma", "processes", "checkpoints_per_epoch")
 # the online decode settings the val selection streams with (the same as online_eval's)
 SELECTION_KEYS = ("score_threshold", "nms_iou", "tiou_floor_seconds")
 STUDENT_DATA = ("window", "num_anchors", "anchors", "anticipation", "gamma", "train_stride")

@@ -223,27 +223,59 @@ def _direct(world, cfg):
     return runner.build_model(cfg, dataset, variant), data, variant
 
 
-def test_training_stops_after_patience_epochs_without_a_better_val_score_and_keeps_the_best(world, tmp_path):
-    cfg = tiny_cfg("onpoint", epochs=6, patience=2)
+def test_the_convergence_rule_decays_on_a_plateau_stops_on_the_next_and_keeps_the_best(world):
+    cfg = tiny_cfg("onpoint", epochs=12, patience=2, lr_decays=1)
     model, data, variant = _direct(world, cfg)
-    scores, states = iter([1.0, 3.0, 2.0, 2.5, 9.0, 9.0]), []
+    # epochs 1-3 score 0 (still at the class prior: they must not count as a plateau); best at 5;
+    # 6, 7 no better -> plateau: lr x lr_gamma after 7; 8, 9 no better -> plateau again: stop after 9
+    scores, states = iter([0.0, 0.0, 0.0, 1.0, 3.0, 2.0, 2.5, 2.0, 2.9, 99.0, 99.0, 99.0]), []
 
     def evaluate(core):
         assert not core.training                 # (nothing else may run in train mode meanwhile)
         states.append({k: v.clone() for k, v in core.state_dict().items()})
         return next(scores)
 
-    model.eval()
     history, _, selection = train_student(model, data, variant, cfg.student, runner.loss_weights(cfg), CPU,
                                           train_stride=cfg.data.train_stride, checkpoints_per_epoch=0,
                                           progress=False, evaluate=_eval_mode(evaluate))
     epochs = [row for row in history if row["kind"] == "epoch"]
-    # best at epoch 2; epochs 3 and 4 are no better -> stop after 4 (epoch 5's 9.0 is never seen)
-    assert [row["val_avg"] for row in epochs] == [1.0, 3.0, 2.0, 2.5]
-    assert selection == {"best_epoch": 2, "val_avg": 3.0, "epochs_trained": 4, "stopped_early": True}
+    assert [row["val_avg"] for row in epochs] == [0.0, 0.0, 0.0, 1.0, 3.0, 2.0, 2.5, 2.0, 2.9]
+    lr = cfg.student.lr
+    assert [row["lr"] for row in epochs] == pytest.approx([lr] * 6 + [lr * cfg.student.lr_gamma] * 3)
+    assert selection == {"best_epoch": 5, "val_avg": 3.0, "epochs_trained": 9, "stopped_early": True, "lr_decays": 1}
     for name, value in model.state_dict().items():
-        assert torch.equal(value, states[1][name]), name
-    assert not torch.equal(states[1][next(iter(states[1]))], states[3][next(iter(states[3]))])
+        assert torch.equal(value, states[4][name]), name
+    first = next(iter(states[4]))
+    assert not torch.equal(states[4][first], states[8][first])
+
+
+def test_a_run_resumed_after_an_lr_decay_ends_as_the_uninterrupted_one(world, tmp_path):
+    cfg = tiny_cfg("onpoint", epochs=6, patience=1, lr_decays=1)
+    scores = [1.0, 0.5, 0.5, 9.0, 9.0, 9.0]       # decay after epoch 2, stop after epoch 3
+
+    def run(resume, start=0, on_epoch=None):
+        model, data, variant = _direct(world, cfg)
+        values = iter(scores[start:])
+        out = train_student(model, data, variant, cfg.student, runner.loss_weights(cfg), CPU,
+                            train_stride=cfg.data.train_stride, checkpoints_per_epoch=0, progress=False,
+                            resume_path=resume, fingerprint={"t": 1}, evaluate=lambda core: next(values),
+                            on_epoch=on_epoch)
+        return model, out
+
+    reference, (history, _, selection) = run(None)
+    assert selection["epochs_trained"] == 3 and selection["lr_decays"] == 1
+
+    def stop_after_two(row):
+        if row["epoch"] == 2:
+            raise Interrupted
+
+    resume = tmp_path / "resume.pt"
+    with pytest.raises(Interrupted):
+        run(resume, on_epoch=stop_after_two)
+    model, (history_again, _, selection_again) = run(resume, start=2)
+    assert selection_again == selection
+    assert [r["lr"] for r in history_again if r["kind"] == "epoch"] == [r["lr"] for r in history if r["kind"] == "epoch"]
+    _assert_same_weights(reference, model)
 
 
 def _eval_mode(evaluate):
@@ -260,7 +292,7 @@ def test_without_patience_every_epoch_runs_and_the_best_is_kept(world):
     _, _, selection = train_student(model, data, variant, cfg.student, runner.loss_weights(cfg), CPU,
                                     train_stride=cfg.data.train_stride, checkpoints_per_epoch=0, progress=False,
                                     evaluate=lambda core: next(scores))
-    assert selection == {"best_epoch": 1, "val_avg": 2.0, "epochs_trained": 3, "stopped_early": False}
+    assert selection == {"best_epoch": 1, "val_avg": 2.0, "epochs_trained": 3, "stopped_early": False, "lr_decays": 0}
 
 
 def test_the_val_score_streams_the_val_videos_through_the_engine(world):

@@ -23,7 +23,7 @@ from ..resume import read_resume_file, write_resume_file
 from .losses import total_loss
 
 TERMS = ("ins", "cass", "ant", "pnt")
-RESUME_FORMAT = "onpoint.student-resume/2"      # /2: holds the best val epoch's weights
+RESUME_FORMAT = "onpoint.student-resume/3"      # /3: the best val epoch's weights and the LR decays
 
 
 def _resume_key(fingerprint):
@@ -61,9 +61,28 @@ def _copy_state(model):
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
-def _stop_early(best, epoch_done, patience):
-    """The convergence rule: `patience` epochs in a row without a better val score."""
-    return best is not None and patience is not None and epoch_done - best["epoch"] >= patience
+def _plateau(best, epoch_done, patience):
+    """`patience` epochs in a row without a better val score since the best epoch or the last
+    LR decay. Epochs before the first non-zero score do not count: a run still at the class
+    prior (nothing detected on val) has not started, it has not converged."""
+    if best is None or patience is None or best["score"] <= 0:
+        return False
+    return epoch_done - max(best["epoch"], best.get("decayed_at", 0)) >= patience
+
+
+def _after_epoch(best, epoch_done, cfg, optimizer):
+    """The convergence rule after an epoch with a val score: on a plateau, multiply the LR by
+    `lr_gamma` (at most `lr_decays` times); the next plateau after that stops training.
+    Returns True to stop. The decay count lives in `best` (saved in the resume file)."""
+    if not _plateau(best, epoch_done, cfg.patience):
+        return False
+    if best.get("decays", 0) >= cfg.lr_decays:
+        return True
+    for group in optimizer.param_groups:
+        group["lr"] *= cfg.lr_gamma
+    best["decays"] = best.get("decays", 0) + 1
+    best["decayed_at"] = epoch_done
+    return False
 
 
 def train_student(model, data, variant, cfg, weights, device, *, train_stride, fingerprint=None, resume_path=None,
@@ -73,11 +92,15 @@ def train_student(model, data, variant, cfg, weights, device, *, train_stride, f
     dataset's (every n-th step per epoch). `on_epoch` / `on_batch` are called with each history
     row after its resume save (rank 0).
 
-    `evaluate(model) -> float` (the val avg mAP, runner.val_score) makes the run converge by one
+    `evaluate(model) -> float` (the val avg mAP, runner.val_scorer) makes the run converge by one
     rule, the same for every run: after each epoch the score goes into the epoch row
-    (`val_avg`); training stops once `cfg.patience` epochs in a row bring no better score, and the
-    model ends with the weights of the best epoch. Every rank evaluates the same weights, so all
-    ranks stop together. Returns (history rows, throughput dict, selection dict or None)."""
+    (`val_avg`); when `cfg.patience` epochs in a row bring no better score the LR is multiplied by
+    `cfg.lr_gamma` (instead of StepLR's fixed epochs, which cut the LR of a slow-starting run
+    before it had begun: see `_plateau`), and the plateau after `cfg.lr_decays` decays stops
+    training; `cfg.epochs` caps it. The model ends with the weights of the best epoch. Every rank
+    evaluates the same weights, so all ranks decide alike. Without `evaluate` (no val videos) the
+    LR follows StepLR(`lr_step`) and every epoch runs. Returns (history rows, throughput dict,
+    selection dict or None)."""
     batch_size = int(cfg.batch_size)
     if batch_size % world_size:
         raise OnPointError(f"params.yaml: student.batch_size {batch_size} is not divisible by processes {world_size}")
@@ -110,7 +133,7 @@ def train_student(model, data, variant, cfg, weights, device, *, train_stride, f
     model.train()
     windows_done, seconds = 0, 0.0
     for epoch in range(start_epoch, epochs):
-        if _stop_early(best, epoch, cfg.patience):      # (a run resumed after its last epoch)
+        if best is not None and best.get("stopped"):     # (a run resumed after its last epoch)
             break
         order = data.epoch_samples(epoch, stride, seed)
         order = order[:len(order) - len(order) % world_size]     # every rank runs the same number of batches
@@ -156,7 +179,8 @@ def train_student(model, data, variant, cfg, weights, device, *, train_stride, f
             if on_batch is not None and rank == 0:
                 on_batch(row)
         bar.close()
-        scheduler.step()
+        if evaluate is None:
+            scheduler.step()
         start_batch = 0
         epoch_row = {"kind": "epoch", "epoch": epoch + 1, "batch": num_batches,
                      "loss": sums["loss"] / max(counted, 1),
@@ -165,21 +189,24 @@ def train_student(model, data, variant, cfg, weights, device, *, train_stride, f
             epoch_row["val_avg"] = float(evaluate(core))
             model.train()
             if best is None or epoch_row["val_avg"] > best["score"]:
-                best = {"epoch": epoch + 1, "score": epoch_row["val_avg"], "state": _copy_state(core)}
+                kept = {k: best[k] for k in ("decays", "decayed_at") if k in best} if best else {}
+                best = {"epoch": epoch + 1, "score": epoch_row["val_avg"], "state": _copy_state(core), **kept}
+            best["stopped"] = _after_epoch(best, epoch + 1, cfg, optimizer)
+            epoch_row["lr"] = optimizer.param_groups[0]["lr"]
         history.append(epoch_row)
         if rank == 0:
             if resume_path is not None:
                 save_resume(resume_path, model, optimizer, scheduler, epoch + 1, 0, history, fingerprint, best=best)
             if on_epoch is not None:
                 on_epoch(epoch_row)
-        if _stop_early(best, epoch + 1, cfg.patience):
+        if best is not None and best["stopped"]:
             break
     selection = None
     if best is not None:
         core.load_state_dict(best["state"])
         trained = max(row["epoch"] for row in history if row["kind"] == "epoch")
         selection = {"best_epoch": best["epoch"], "val_avg": best["score"], "epochs_trained": trained,
-                     "stopped_early": trained < epochs}
+                     "stopped_early": trained < epochs, "lr_decays": best.get("decays", 0)}
     throughput = {"windows_per_second": windows_done / seconds if seconds else None,
                   "windows_trained": int(windows_done), "train_seconds": seconds}
     return history, throughput, selection
