@@ -38,3 +38,16 @@ def tiny_synthetic(raw, profile="sparse", **changes):
     syn.update({"num_train_videos": 6, "num_test_videos": 3, "video_seconds": [40, 60]})
     syn.update(changes)
     return syn
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models gain nothing from a second thread, and on a busy 2-core machine OpenMP
+    spin-waits make two threads many times slower; the caller's setting comes back afterwards.
+    Use with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
 
 from onpoint_core.config import HRProTrain, TSASPCTrain, build
@@ -31,12 +30,7 @@ RAW = yaml.safe_load((REPO / "params.yaml").read_text())
 C, D = 3, 16
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _features(seed, lengths=(40, 25)):

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
 
 from onpoint_core.data.dataset import load_dataset
@@ -27,12 +26,7 @@ ANCHORS = RAW["datasets"]["synthetic"]["anchors"]          # 4, 8, 16, 32, 48, 6
 WINDOW = RAW["datasets"]["synthetic"]["window"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_one_point_by_hand():
