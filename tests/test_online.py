@@ -604,3 +604,23 @@ def test_stream_cli_threads(checkpoints, monkeypatch):
             [b[k] for k in ("start", "end", "score", "gen_time")], abs=1e-5)
     zero = run_stream("--model", checkpoints["instance"], "--threads", 0, stdin=text)
     assert zero.exit_code == 2 and "Invalid value for '--threads'" in zero.output
+
+
+def test_stream_cli_on_a_terminal_without_features_hints_and_exits_2(checkpoints):
+    """stdin a terminal (a pseudo-terminal here) and no --features: one hint line on stderr and
+    exit 2 at once, instead of waiting silently for typed rows."""
+    import pty
+
+    controller, terminal = pty.openpty()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    try:
+        process = subprocess.run([sys.executable, "-m", "onpoint_core.online.stream_cli", "--model",
+                                  str(checkpoints["instance"])], stdin=terminal, capture_output=True, text=True,
+                                 env=env, timeout=60, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    assert process.returncode == 2
+    assert process.stdout == ""
+    lines = process.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--features" in lines[0] and "Traceback" not in process.stderr

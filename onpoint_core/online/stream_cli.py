@@ -22,6 +22,7 @@ issue 12 for the measurement).
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 
@@ -184,6 +185,11 @@ def stream_command(model_path, features_path, duration, step_rate, stdin_format,
     Each line holds label, start, end, score and gen_time (seconds; gen_time is when the proposal
     became final, and end <= gen_time always).
     """
+    if features_path == "-" and _stdin_is_terminal():
+        # nothing is piped in: reading the terminal would wait silently for typed feature rows
+        click.echo("onpoint stream: no features: give --features FILE.npy, or pipe feature rows into "
+                   "stdin (see --help)", err=True)
+        raise SystemExit(2)
     import torch
 
     score_threshold, nms_iou, tiou_floor = _online_settings(params_path, score_threshold, nms_iou, tiou_floor)
@@ -194,6 +200,14 @@ def stream_command(model_path, features_path, duration, step_rate, stdin_format,
                 tiou_floor, device)
     finally:
         torch.set_num_threads(previous)     # in-process callers (tests) keep their own setting
+
+
+def _stdin_is_terminal():
+    """True when stdin is an interactive terminal (not a pipe, a file or a test runner's buffer)."""
+    try:
+        return os.isatty(sys.stdin.fileno())
+    except (AttributeError, OSError, ValueError):      # replaced or closed stdin: not a terminal
+        return False
 
 
 def _online_settings(params_path, score_threshold, nms_iou, tiou_floor):
