@@ -121,13 +121,17 @@ def synth_command(annotations, out, points_csv, profile, params_path):
 
 @main.command("evaluate")
 @click.option("--gt", "gt_path", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="Ground-truth segments (Parquet/CSV): video_id, label, start, end (seconds).")
+              help="Ground-truth segments: Parquet/CSV/JSON lines with video_id, label, start, end (seconds), "
+                   "or ActivityNet JSON {\"database\": ...}.")
 @click.option("--pred", "pred_path", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="Proposals (Parquet/CSV): video_id, label, start, end, score[, gen_time].")
+              help="Proposals: Parquet/CSV/JSON lines with video_id, label, start, end, score[, gen_time], "
+                   "or ActivityNet JSON {\"results\": ...}.")
 @click.option("--tiou", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7", show_default=True, help="Comma-separated tIoU thresholds.")
 @click.option("--videos", "videos_path", type=click.Path(exists=True, dir_okay=False),
               help="Optional videos.parquet: evaluate only its videos of --subset.")
-@click.option("--subset", default="test", show_default=True)
+@click.option("--subset", default="test", show_default=True,
+              help="Which videos: those of this subset in --videos, or (without --videos) in an ActivityNet "
+                   "ground-truth file (case-insensitive).")
 @click.option("--ambiguous", "ambiguous_path", type=click.Path(exists=True, dir_okay=False),
               help="Optional ambiguous segments (THUMOS'14): video_id, start, end.")
 @click.option("--classes", "classes_path", type=click.Path(exists=True, dir_okay=False),
@@ -139,8 +143,8 @@ def evaluate_command(gt_path, pred_path, tiou, videos_path, subset, ambiguous_pa
     import pandas as pd
 
     from .errors import OnPointError
-    from .evaluation.detection import (check_labels, coverage_warnings, evaluate_detections, load_class_list,
-                                       load_table)
+    from .evaluation.activitynet import is_activitynet, read_table, subset_videos
+    from .evaluation.detection import check_labels, coverage_warnings, evaluate_detections, load_class_list
 
     try:
         thresholds = [float(x) for x in tiou.split(",") if x.strip()]
@@ -148,8 +152,8 @@ def evaluate_command(gt_path, pred_path, tiou, videos_path, subset, ambiguous_pa
         raise OnPointError(f"--tiou: not a comma-separated list of numbers: {tiou!r}") from None
     if not thresholds or not all(0 < t <= 1 for t in thresholds):
         raise OnPointError(f"--tiou: thresholds must lie in (0, 1], got {tiou!r}")
-    gt = load_table(gt_path, "segments")
-    pred = load_table(pred_path, "proposals")
+    gt = read_table(gt_path, "segments", subset=None if videos_path else subset)
+    pred = read_table(pred_path, "proposals")
     classes = load_class_list(classes_path) if classes_path else None
     check_labels(gt, pred, classes, gt_source=gt_path, pred_source=pred_path, classes_source=classes_path)
     videos = None
@@ -162,12 +166,69 @@ def evaluate_command(gt_path, pred_path, tiou, videos_path, subset, ambiguous_pa
         videos = table.loc[table.subset == subset, "video_id"].tolist()
         if not videos:
             raise OnPointError(f"{videos_path}: no video of subset {subset!r} (it has {sorted(set(table.subset))})")
-    ambiguous = load_table(ambiguous_path, "ambiguous") if ambiguous_path else None
+    elif is_activitynet(gt_path):
+        videos = subset_videos(gt_path, subset)      # read_table has checked that there are some
+    ambiguous = read_table(ambiguous_path, "ambiguous") if ambiguous_path else None
     result = evaluate_detections(gt, pred, thresholds, ambiguous=ambiguous, videos=videos, gt_source=gt_path)
     for warning in coverage_warnings(gt, pred, videos, gt_source=gt_path, pred_source=pred_path):
         click.echo(f"Warning: {warning}", err=True)
     json.dump(result, sys.stdout, indent=2)
     sys.stdout.write("\n")
+
+
+@main.command("convert")
+@click.argument("src", type=click.Path(exists=True, dir_okay=False))
+@click.argument("dst", type=click.Path(dir_okay=False))
+@click.option("--kind", type=click.Choice(["segments", "proposals"]),
+              help="What SRC holds; default: told by an ActivityNet file's layout, else proposals when the "
+                   "table has a score column.")
+@click.option("--videos", "videos_path", type=click.Path(exists=True, dir_okay=False),
+              help="videos.parquet (video_id, subset, duration): subset and duration of each video when writing "
+                   "ground truth as ActivityNet JSON, and the videos listed (also with no detection) in results.")
+@click.option("--subset", help="ActivityNet ground truth in: keep only this subset's videos.")
+@friendly_errors
+def convert_command(src, dst, kind, videos_path, subset):
+    """Convert a table between Parquet / CSV / JSON lines and ActivityNet JSON (chosen by DST's suffix:
+    .json writes ActivityNet's layout, .parquet/.csv/.tsv a flat table)."""
+    import pandas as pd
+
+    from .errors import OnPointError
+    from .evaluation.activitynet import database_json, is_activitynet, read_table, results_json
+    from .io import atomic_file, write_parquet
+
+    if kind is None:
+        if is_activitynet(src):
+            kind = "segments" if "database" in json.loads(Path(src).read_text()) else "proposals"
+        else:
+            kind = "proposals" if "score" in read_table(src, "segments").columns else "segments"
+    table = read_table(src, kind, subset=subset)
+    videos = None
+    if videos_path:
+        try:
+            videos = pd.read_parquet(videos_path, columns=["video_id", "subset", "duration"])
+        except Exception as exc:  # pyarrow raises several types for a bad or foreign file
+            raise OnPointError(f"{videos_path}: not a videos.parquet with video_id, subset and duration "
+                               f"({exc.__class__.__name__})") from None
+    suffix = Path(dst).suffix.lower()
+    if suffix == ".json":
+        if kind == "segments":
+            if videos is None:
+                raise OnPointError(f"{dst}: ActivityNet ground truth needs each video's subset and duration: "
+                                   "give --videos videos.parquet")
+            payload = database_json(table, videos)
+        else:
+            payload = results_json(table, videos=None if videos is None else videos.video_id.tolist())
+        with atomic_file(dst) as handle:
+            json.dump(payload, handle, indent=1)
+            handle.write("\n")
+    elif suffix in (".parquet", ".pq"):
+        write_parquet(dst, table)
+    elif suffix in (".csv", ".tsv"):
+        with atomic_file(dst) as handle:
+            table.to_csv(handle, index=False, sep="\t" if suffix == ".tsv" else ",")
+    else:
+        raise OnPointError(f"{dst}: unsupported output type {suffix!r} (use .json, .parquet, .csv or .tsv)")
+    click.echo(f"{len(table)} {kind} rows: {src} -> {dst}", err=True)
 
 
 @main.command("report")

@@ -8,6 +8,7 @@ import torch
 from onpoint_core.data.dataset import load_dataset
 from onpoint_core.errors import friendly_errors
 from onpoint_core.evaluation import evaluate_detections, load_table
+from onpoint_core.evaluation.activitynet import results_json
 from onpoint_core.evaluation.plots import per_class_ap_png, pr_curve_png, stream_timeline_png
 from onpoint_core.io import atomic_dir, atomic_file, write_json, write_parquet
 from onpoint_core.online import runner
@@ -35,13 +36,16 @@ def _thin(curves):
 @click.option("--model", default="models/student.pt", show_default=True)
 @click.option("--teacher-detections", default="data/teacher/detections.parquet", show_default=True)
 @click.option("--out", default="data/online/proposals.parquet", show_default=True)
+@click.option("--results-json", "results_json_path", default="data/online/results.json", show_default=True,
+              help="The same proposals in the ActivityNet detection layout (for other evaluators).")
 @click.option("--metrics", default="metrics/online_eval.json", show_default=True)
 @click.option("--pr-curve", default="metrics/online_pr.csv", show_default=True,
               help="Precision-recall curve at tIoU 0.5 (a DVC plot); the PNG has 0.3, 0.5 and 0.7.")
 @click.option("--plots", "plots_dir", default="plots/online", show_default=True)
 @click.option("--num-timelines", default=4, show_default=True, help="How many test videos to draw.")
 @friendly_errors
-def main(params_path, dataset_dir, model, teacher_detections, out, metrics, pr_curve, plots_dir, num_timelines):
+def main(params_path, dataset_dir, model, teacher_detections, out, results_json_path, metrics, pr_curve, plots_dir,
+         num_timelines):
     online = start("online_eval", params_path).online
     dataset = load_dataset(dataset_dir, check_files=False)
     student, meta = load_student(model, device=pick_device())
@@ -50,6 +54,7 @@ def main(params_path, dataset_dir, model, teacher_detections, out, metrics, pr_c
     engine = runner.engine_for(student, meta, online)
     proposals, timing = runner.stream_subset(engine, dataset, batch_size=online.stream_batch)
     write_parquet(out, proposals)
+    write_json(results_json_path, results_json(proposals, videos=dataset.video_ids(runner.EVAL_SUBSET)))
     result, curves = runner.score(dataset, proposals)
     first_test = dataset.video_ids(runner.EVAL_SUBSET)[0]
     speed = {

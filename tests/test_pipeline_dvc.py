@@ -91,6 +91,16 @@ def test_repro_then_noop_then_experiment(project):
     assert not any(word in k for k in keys for word in ("seconds", "device", "threads", "average", "num_", "run"))
     assert all(v is None or isinstance(v, (int, float)) for v in values)
     assert (repo / "models" / "student.pt").exists() and (repo / "plots" / "online" / "precision_recall.png").exists()
+    # the proposals also come as ActivityNet JSON, and score the same through `onpoint evaluate`
+    scored = {}
+    for pred in ("data/online/proposals.parquet", "data/online/results.json"):
+        out = _run([sys.executable, "-m", "onpoint_core.cli", "evaluate", "--gt", "data/dataset/segments.parquet",
+                    "--pred", pred, "--videos", "data/dataset/videos.parquet"], repo, env)
+        scored[pred] = json.loads(out.stdout)
+    parquet, activitynet = scored.values()
+    assert activitynet["num_pred"] == parquet["num_pred"] > 0
+    assert activitynet["avg_0.1_0.7"] == pytest.approx(parquet["avg_0.1_0.7"], rel=1e-12)
+    assert activitynet["avg_0.1_0.7"] == pytest.approx(online["avg_0.1_0.7"], rel=1e-12)
 
     again = _dvc(repo, env, "repro")
     assert "Data and pipelines are up to date" in again.stdout
