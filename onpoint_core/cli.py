@@ -303,13 +303,15 @@ def params_command(stages, params_path):
     click.echo(describe(raw, stages or STAGES), nl=False)
 
 
-def _register_stream():
+def _register_streaming():
+    from .online.predict_cli import predict_command
     from .online.stream_cli import stream_command
 
     main.add_command(stream_command, "stream")
+    main.add_command(predict_command, "predict")
 
 
-_register_stream()
+_register_streaming()
 
 if __name__ == "__main__":
     main()

@@ -13,6 +13,7 @@ import sys
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
@@ -624,3 +625,82 @@ def test_stream_cli_on_a_terminal_without_features_hints_and_exits_2(checkpoints
     assert process.stdout == ""
     lines = process.stderr.strip().splitlines()
     assert len(lines) == 1 and "--features" in lines[0] and "Traceback" not in process.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# (f) `onpoint predict`: many videos, one engine, the same proposals as streaming each alone
+
+
+def assert_same_proposals(rows, expected):
+    """As one-stream vs batched above: same labels and generation times, times and scores to 1e-5
+    (a batched matmul rounds differently from a single one)."""
+    assert len(rows) == len(expected) > 0
+    assert [r["label"] for r in rows] == [p["label"] for p in expected]
+    np.testing.assert_allclose([r["gen_time"] for r in rows], [p["gen_time"] for p in expected], rtol=0, atol=1e-12)
+    for key in ("start", "end", "score"):
+        np.testing.assert_allclose([r[key] for r in rows], [p[key] for p in expected], rtol=0, atol=1e-5)
+
+
+def run_predict(*args):
+    from onpoint_core.online.predict_cli import predict_command
+
+    return CliRunner().invoke(predict_command, ["--no-progress", *[str(a) for a in args]])
+
+
+def test_predict_batches_videos_and_equals_streaming_each_alone(tmp_path, checkpoints):
+    ckpt = checkpoints["instance"]
+    model, meta = load_student(ckpt)
+    folder = tmp_path / "feats"
+    folder.mkdir()
+    videos = {f"vid{i}": features(30 + 17 * i, 20 + i) for i in range(5)}
+    for name, array in videos.items():
+        np.save(folder / f"{name}.npy", array)
+    durations = pd.DataFrame({"video_id": list(videos), "duration": [len(a) / RATE * 1.5 for a in videos.values()]})
+    durations.to_csv(tmp_path / "durations.csv", index=False)
+    result = run_predict("--model", ckpt, "--features", folder, "--durations", tmp_path / "durations.csv",
+                         "--batch", 2, "--out", tmp_path / "out.parquet")
+    assert result.exit_code == 0, result.stderr
+    table = pd.read_parquet(tmp_path / "out.parquet")
+    for name, array in videos.items():
+        alone = stream_one(model, meta, array, rate=RATE / 1.5)
+        assert_same_proposals(table[table.video_id == name].to_dict("records"), alone)
+    # ActivityNet JSON lists every video; a file and a folder together; the checkpoint's rate without durations
+    np.save(tmp_path / "extra.npy", features(25, 9))
+    result = run_predict("--model", ckpt, "--features", folder, "--features", tmp_path / "extra.npy",
+                         "--out", tmp_path / "out.json")
+    assert result.exit_code == 0, result.stderr
+    results = json.loads((tmp_path / "out.json").read_text())["results"]
+    assert set(results) == set(videos) | {"extra"}
+    assert_same_proposals([dict(e, start=e["segment"][0], end=e["segment"][1]) for e in results["extra"]],
+                          stream_one(model, meta, features(25, 9)))
+
+
+def test_predict_refuses_bad_inputs_with_one_line(tmp_path, checkpoints):
+    ckpt = checkpoints["instance"]
+    good = tmp_path / "good.npy"
+    np.save(good, features(20, 1))
+    out = tmp_path / "out.parquet"
+    assert_one_line_error(run_predict("--model", ckpt, "--features", tmp_path / "missing", "--out", out), "missing",
+                          "no such file or folder")
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(run_predict("--model", ckpt, "--features", tmp_path / "empty", "--out", out),
+                          "no .npy feature files")
+    np.save(tmp_path / "wide.npy", np.zeros((20, FEATURE_DIM + 1), np.float32))
+    assert_one_line_error(run_predict("--model", ckpt, "--features", tmp_path / "wide.npy", "--out", out), "wide.npy",
+                          f"expects {FEATURE_DIM}")
+    bad = features(20, 2)
+    bad[7, 3] = np.nan
+    np.save(tmp_path / "nan.npy", bad)
+    assert_one_line_error(run_predict("--model", ckpt, "--features", tmp_path / "nan.npy", "--out", out), "nan.npy",
+                          "step 7")
+    other = tmp_path / "other"
+    other.mkdir()
+    np.save(other / "good.npy", features(20, 3))
+    assert_one_line_error(run_predict("--model", ckpt, "--features", good, "--features", other, "--out", out),
+                          "'good' also comes from")
+    assert_one_line_error(run_predict("--model", ckpt, "--features", good, "--out", tmp_path / "out.xlsx"),
+                          "unsupported output type")
+    pd.DataFrame({"video_id": ["good"], "duration": [-1.0]}).to_csv(tmp_path / "d.csv", index=False)
+    assert_one_line_error(run_predict("--model", ckpt, "--features", good, "--durations", tmp_path / "d.csv",
+                                      "--out", out), "d.csv", "positive number")
+    assert not out.exists()

@@ -101,6 +101,17 @@ def test_repro_then_noop_then_experiment(project):
     assert activitynet["num_pred"] == parquet["num_pred"] > 0
     assert activitynet["avg_0.1_0.7"] == pytest.approx(parquet["avg_0.1_0.7"], rel=1e-12)
     assert activitynet["avg_0.1_0.7"] == pytest.approx(online["avg_0.1_0.7"], rel=1e-12)
+    # `onpoint predict` over every video's features gives the stage's proposals for the test videos
+    _run([sys.executable, "-m", "onpoint_core.cli", "predict", "--model", "models/student.pt", "--features",
+          "data/dataset/features", "--durations", "data/dataset/videos.parquet", "--out", "predicted.parquet"], repo, env)
+    videos = pd.read_parquet(repo / "data" / "dataset" / "videos.parquet")
+    predicted = pd.read_parquet(repo / "predicted.parquet")
+    predicted = predicted[predicted.video_id.isin(videos.video_id[videos.subset == "test"])]
+    staged = pd.read_parquet(repo / "data" / "online" / "proposals.parquet")
+    order = ["video_id", "gen_time", "label", "start"]
+    pd.testing.assert_frame_equal(predicted.sort_values(order).reset_index(drop=True),
+                                  staged.sort_values(order).reset_index(drop=True), check_exact=False, atol=1e-5)
+    (repo / "predicted.parquet").unlink()
 
     again = _dvc(repo, env, "repro")
     assert "Data and pipelines are up to date" in again.stdout
