@@ -12,7 +12,7 @@ count stream-steps (64 streams x pushes). Speed is measured here, not in timed t
 machines make those flaky); the load average is printed because another process on the machine
 slows every figure.
 
-Configurations (METHOD.md 4, OAT's anchors 4..64 at W = 64):
+Configurations (docs/method.md 4, OAT's anchors 4..64 at W = 64):
   synthetic  the synthetic profile student of params.yaml, 128-d two-stream features, C 10
   thumos     the paper's THUMOS'14 student: D 1024, FFN 2048, 4096-d two-stream TSN features, C 20
 """

@@ -268,7 +268,7 @@ def report_command(repo, out, png, all_commits, datasets, readme, block):
     header = (f"Produced by `onpoint report` from `dvc exp show` at commit {commit or 'unknown'}; "
               f"{len(rows)} experiments, each params.yaml of that commit with `dataset`, `student.run` and "
               f"`student.seed` set (`dvc exp show` lists all their params). Mean ± sample standard deviation "
-              f"over seeds. The paper column is THUMOS'14 (METHOD.md 7), printed for orientation only.\n")
+              f"over seeds. The paper column is THUMOS'14 (docs/method.md 7), printed for orientation only.\n")
     summary = summarise(rows)
     table = markdown(summary, header)
     if readme:

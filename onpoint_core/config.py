@@ -31,7 +31,7 @@ from .errors import OnPointError
 
 IMPORTED_ROOT = "data/imported/"   # where imported datasets live; the dataset stage depends on it
 TEACHERS = ("hrpro", "tsaspc")
-# the runs of the paper's comparison (METHOD 7); student/variants.py defines what each one does
+# the runs of the paper's comparison (docs/method.md 7); student/variants.py defines what each one does
 RUN_NAMES = ("onpoint", "teacher_oat", "distillation_free", "fully_supervised", "no_cass_anticipation",
              "no_calibration", "no_point_supervision")
 

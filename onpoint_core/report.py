@@ -3,7 +3,7 @@
 Each experiment contributes one row: its dataset, `student.run`, `student.seed`, and the
 online_eval metrics. Rows of the same dataset and run (different seeds) are summarised as mean and
 spread (sample standard deviation), so a difference can be told from seed noise. The paper's
-THUMOS'14 numbers (METHOD.md 7) are printed beside ours for orientation only: a different dataset.
+THUMOS'14 numbers (docs/method.md 7) are printed beside ours for orientation only: a different dataset.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ THRESHOLDS = ("0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7")
 RUN_ORDER = ("onpoint", "teacher_oat", "distillation_free", "fully_supervised",
              "no_cass_anticipation", "no_calibration", "no_point_supervision")
 
-# METHOD.md 7, THUMOS'14: mAP at 0.1..0.5, avg 0.1:0.5, avg 0.1:0.7 (None: not reported)
+# docs/method.md 7, THUMOS'14: mAP at 0.1..0.5, avg 0.1:0.5, avg 0.1:0.7 (None: not reported)
 PAPER_THUMOS = {
     "onpoint": ((73.6, 70.3, 63.9, 56.3, 45.2), 61.9, 51.1),
     "teacher_oat": ((66.6, 63.7, 58.7, 49.3, 40.1), 55.7, 46.3),

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Queue every run of METHOD.md section 7 as a named DVC experiment, run the queue, write the report.
+# Queue every run of docs/method.md 7 as a named DVC experiment, run the queue, write the report.
 #
 #   scripts/run_comparison.sh                       # both synthetic profiles, 3 seeds for every row
 #   DATASETS=synthetic SEEDS=52 scripts/run_comparison.sh     # one profile, one seed (quick look)

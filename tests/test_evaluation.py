@@ -499,7 +499,7 @@ def test_thumos_test_split_perfect_predictions_and_hrpro_ambiguous_filter():
     gt, videos, ambiguous_path = _thumos_test_gt()
     pred = gt.assign(score=np.linspace(1.0, 0.1, len(gt)))
     res = evaluate_detections(gt, pred, videos=videos)
-    assert res["num_gt"] == 3311                         # METHOD.md section 9: 210 test videos, 3311 segments
+    assert res["num_gt"] == 3311                         # THUMOS'14: 210 test videos, 3311 segments
     assert res["mAP"]["0.7"] == pytest.approx(100.0) and len(res["per_class"]) == 20
     # HR-Pro's filter_segments written out with Python sets, as HR-Pro does it
     lines = [line.split() for line in ambiguous_path.read_text().splitlines() if line.strip()]

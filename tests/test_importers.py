@@ -4,7 +4,7 @@ The full-import tests read the real annotation files in ../shared/data (and skip
 others run everywhere on a small THUMOS'14-like set of annotation files written here in the same
 formats (`small_thumos`). Feature files are generated here with the right shapes (they are not
 public): sparse zero .npy files for the full THUMOS'14 HR-Pro import (cheap to create), small arrays
-elsewhere. The expected counts come from the papers / METHOD.md section 9 or are recomputed here from
+elsewhere. The expected counts come from the papers or the public annotation files or are recomputed here from
 the raw files.
 """
 

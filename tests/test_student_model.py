@@ -1,4 +1,4 @@
-"""The student network (METHOD.md 4): causality of its input, actionness calibration, output
+"""The student network (docs/method.md 4): causality of its input, actionness calibration, output
 shapes, size and cost counted by hand on a tiny config, and self-contained checkpoints."""
 
 import copy
@@ -198,7 +198,7 @@ def _linear(d_in, d_out):
 
 
 def test_parameter_count_by_hand():
-    # METHOD.md 4 layer by layer; D = 16, two streams of 4 features each -> D/2 each.
+    # docs/method.md 4 layer by layer; D = 16, two streams of 4 features each -> D/2 each.
     attention = 4 * _linear(D, D)                           # in_proj (q, k, v) + out_proj
     layer_norm = 2 * D
     projection = 2 * _linear(FEATURES // 2, D // 2)
@@ -400,7 +400,7 @@ def test_calibration_gap_measures_how_far_the_bias_separates_action_from_backgro
 
 
 def test_the_ablation_without_cass_has_no_calibration():
-    """Without CASS nothing supervises what the calibration would read (METHOD 7): the paper's row
+    """Without CASS nothing supervises what the calibration would read (docs/method.md 7): the paper's row
     drops both; the other switches stay as in OnPoint."""
     ablation, onpoint = RUNS["no_cass_anticipation"], RUNS["onpoint"]
     assert not ablation.cass and not ablation.anticipation and not ablation.calibration

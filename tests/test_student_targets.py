@@ -1,8 +1,8 @@
-"""Student training targets (METHOD.md 4) checked on cases derived by hand.
+"""Student training targets (docs/method.md 4) checked on cases derived by hand.
 
 Time convention (onpoint_core/student/targets.py): step t covers [t, t+1) in step units, "now" at
 step t is t+1, and anchor j of length L_j spans [now - L_j, now). Every expected value below is
-worked out in a comment from that convention and the rules of METHOD.md 4, not read off the code.
+worked out in a comment from that convention and the rules of docs/method.md 4, not read off the code.
 """
 
 import math
@@ -131,7 +131,7 @@ def test_background_when_nothing_matches_and_without_segments():
 
 
 def _instance_reference(num_steps, anchors, segments, labels, num_classes):
-    """METHOD.md 4 written out one (step, anchor) at a time, for comparison on random cases."""
+    """docs/method.md 4 written out one (step, anchor) at a time, for comparison on random cases."""
     classes = np.zeros((num_steps, len(anchors), num_classes + 1))
     regression = np.zeros((num_steps, len(anchors), 2))
     positive = np.zeros((num_steps, len(anchors)), bool)

@@ -1,4 +1,4 @@
-"""The embedded benchmark: deterministic, the statistics PIPELINE.md asks for, and real structure."""
+"""The embedded benchmark: deterministic, the statistics its stage reports, and real structure."""
 
 import json
 
@@ -242,3 +242,37 @@ def test_synth_refuses_a_video_listed_twice(tmp_path):
     ann.write_text(text)
     _one_line_error(_synth(ann, tmp_path / "out"), ann, "v1", "twice", "'train'", "'test'")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("video_id", ["../outside", ".hidden", "a/b"])
+def test_loading_a_hand_edited_folder_refuses_a_video_id_that_is_not_a_file_name(tmp_path, raw_params, video_id):
+    """Guard: only the writers checked ids, so a folder edited by hand (data/imported/...) with an id
+    `../outside` loaded, and teacher_cache would have written cas/../outside.npy outside its folder."""
+    import pandas as pd
+
+    from onpoint_core.errors import OnPointError
+
+    generate_synthetic(tiny_synthetic(raw_params), tmp_path / "d", progress=False)
+    videos = pd.read_parquet(tmp_path / "d" / "videos.parquet")
+    old = videos.video_id.iloc[0]
+    for table in ("videos", "segments"):
+        frame = pd.read_parquet(tmp_path / "d" / f"{table}.parquet")
+        frame.loc[frame.video_id == old, "video_id"] = video_id
+        frame.to_parquet(tmp_path / "d" / f"{table}.parquet")
+    with pytest.raises(OnPointError, match="videos.parquet: video .*file name"):
+        load_dataset(tmp_path / "d", check_files=False)
+
+
+def test_loading_a_folder_without_meta_json_names_the_file(tmp_path, raw_params):
+    """Guard: without meta.json the folder loaded, and building a network died on meta['feature_dim']
+    with a KeyError traceback."""
+    from onpoint_core.errors import OnPointError
+
+    generate_synthetic(tiny_synthetic(raw_params), tmp_path / "d", progress=False)
+    meta = json.loads((tmp_path / "d" / "meta.json").read_text())
+    (tmp_path / "d" / "meta.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "feature_dim"}))
+    with pytest.raises(OnPointError, match="meta.json: needs \"feature_dim\""):
+        load_dataset(tmp_path / "d")
+    (tmp_path / "d" / "meta.json").unlink()
+    with pytest.raises(OnPointError, match="meta.json: missing"):
+        load_dataset(tmp_path / "d")

@@ -1,16 +1,17 @@
 """The canonical dataset folder that every stage after the first reads.
 
-Layout (PIPELINE.md):
+Layout (docs/formats.md):
   videos.parquet            video_id, subset (train|val|test), duration (s), n_steps
                             [+ teacher_n_steps when a second feature set is present]
   segments.parquet          video_id, label, start, end        (seconds, ground truth)
   points.parquet            video_id, label, time              (seconds; optional: shipped points, e.g. LACP)
+  ambiguous.parquet         video_id, start, end               (seconds; optional: THUMOS'14 ambiguous stretches)
   classes.json              {"classes": [...]}                 (fixed order = class index)
   meta.json                 feature_dim, streams, teacher_feature_dim, source, ...
   features/<id>.npy         float32, n_steps x feature_dim            (the student's features)
   teacher_features/<id>.npy float32, teacher_n_steps x teacher_dim    (optional; the teacher's)
 
-Seconds <-> steps always go through `n_steps / duration` of the video (METHOD.md section 0).
+Seconds <-> steps always go through `n_steps / duration` of the video (docs/method.md 1).
 """
 
 from __future__ import annotations
@@ -181,9 +182,13 @@ def load_dataset(root, check_files=True):
         fail(classes_path, f"malformed class list ({exc})")
     meta_path = root / "meta.json"
     try:
-        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        meta = json.loads(meta_path.read_text())
+    except FileNotFoundError:
+        fail(meta_path, "missing (it names the feature width the networks are built for)")
     except json.JSONDecodeError as exc:
         fail(meta_path, f"malformed JSON ({exc})")
+    if not isinstance(meta, dict) or not isinstance(meta.get("feature_dim"), int) or meta["feature_dim"] < 1:
+        fail(meta_path, "needs \"feature_dim\": the width of the feature vectors (a positive integer)")
     videos = _read_table(root / "videos.parquet", VIDEO_COLUMNS)
     segments = _read_table(root / "segments.parquet", SEGMENT_COLUMNS)
     points = _read_table(root / "points.parquet", POINT_COLUMNS, required=False)
@@ -223,6 +228,8 @@ def validate_tables(dataset):
     """Check the tables agree with each other: subsets, durations, labels, times inside videos."""
     root, videos = dataset.root, dataset.videos
     vpath = root / "videos.parquet"
+    for video_id in videos.video_id:          # a hand-made folder too: ids become file names downstream
+        check_video_id(vpath, video_id)
     if videos.video_id.duplicated().any():
         fail(vpath, f"duplicate video ids: {videos.video_id[videos.video_id.duplicated()].tolist()[:5]}")
     bad_subset = videos[~videos.subset.isin(SUBSETS)]

@@ -1,4 +1,4 @@
-"""Import public feature/annotation layouts (METHOD.md section 9) into the canonical dataset folder.
+"""Import public feature/annotation layouts (docs/formats.md) into the canonical dataset folder.
 
 `import_layout(layout, ROOT, OUT)` reads one layout under ROOT and writes OUT with `DatasetWriter`
 (validated, atomic: on any error OUT is left exactly as it was, or absent). Layouts and file names:
@@ -27,7 +27,7 @@ hat     EGTEA as used by HAT, and any dataset in the same `database` JSON layout
           ROOT/I3D/<video>.npz with 'rgb' and 'flow' (T x 1024 each, 2 steps/s), or <video>.npy (T x D);
           `features_dir=` points elsewhere, `step_rate=` sets another rate ("auto": the median rate).
 
-Choices (METHOD.md sections 0 and 2):
+Choices (docs/method.md 1 and 2):
 - Features are concatenated rgb then flow (meta.json `streams: 2`: first half appearance).
 - Classes are the labels of the whole annotation file, sorted alphabetically (THUMOS: 20, EGTEA: 22),
   so every import of one dataset gets the same class order whatever subset of videos has features.

@@ -1,6 +1,6 @@
 """Detection metrics on prediction tables: tIoU, ActivityNet-style mAP, F1, AEDT, pseudo-segment quality.
 
-Tables are pandas DataFrames with times in seconds (PIPELINE.md):
+Tables are pandas DataFrames with times in seconds (docs/formats.md):
   ground truth   video_id, label, start, end
   predictions    video_id, label, start, end, score[, gen_time]
   ambiguous      video_id, start, end          (THUMOS'14 `Ambiguous_test.txt`)

@@ -1,4 +1,4 @@
-"""Streaming inference (METHOD.md 5): feed one feature step per stream, get back the proposals that
+"""Streaming inference (docs/method.md 5): feed one feature step per stream, get back the proposals that
 became final at that step.
 
 `engine.StreamingEngine` keeps a ring buffer of the last W steps per stream and runs one batched

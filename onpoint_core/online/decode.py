@@ -98,10 +98,10 @@ def decode_instances(class_logits, regression, anchors, now_steps, rates, score_
 
 
 def decode_points(point_logits, point_offset, anchors, now_steps, rates, score_threshold=0.1):
-    """Decode of the point heads (distillation-free run, METHOD.md 5).
+    """Decode of the point heads (distillation-free run, docs/method.md 5).
 
     point_logits S x M x (C+1), point_offset S x M. Per anchor the argmax action class is kept when
-    its probability > score_threshold (strict, as METHOD.md words it). The point head regresses
+    its probability > score_threshold (strict, as the method text words it). The point head regresses
     the signed d = (centre - point) / L (clipped into [-0.5, 0.5], the span of the anchor), so the
     decoded point is centre - d*L and the segment is the anchor's length centred on it:
     start = now - L - d*L, end = now - d*L. A point in the newer half of the anchor (d < 0) gives

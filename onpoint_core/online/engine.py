@@ -1,4 +1,4 @@
-"""The streaming engine (METHOD.md 5): N independent streams advance one step per `push`, with one
+"""The streaming engine (docs/method.md 5): N independent streams advance one step per `push`, with one
 batched forward pass for all of them; it returns the proposals that became final at that step.
 
 Conventions (see `decode`): step t of a stream covers [t, t+1)/rate s; at step t "now" and the

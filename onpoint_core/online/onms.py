@@ -1,4 +1,4 @@
-"""MATR's online NMS for many independent streams at once (METHOD.md 5), vectorized.
+"""MATR's online NMS for many independent streams at once (docs/method.md 5), vectorized.
 
 Per stream and per step:
 1. class-wise greedy NMS among this step's candidates: sorted by score (desc; ties by anchor

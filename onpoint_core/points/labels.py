@@ -1,4 +1,4 @@
-"""Point labels for training videos (METHOD.md section 2).
+"""Point labels for training videos (docs/method.md 2).
 
 THUMOS'14 uses the LACP points shipped with HR-Pro (imported into the dataset folder);
 every other dataset samples one point per ground-truth instance from a Gaussian centred on

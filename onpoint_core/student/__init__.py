@@ -1,1 +1,1 @@
-"""The online student: OAT's sliding-window anchor transformer with the OnPoint modules (METHOD.md 4)."""
+"""The online student: OAT's sliding-window anchor transformer with the OnPoint modules (docs/method.md 4)."""

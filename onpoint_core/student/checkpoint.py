@@ -1,4 +1,4 @@
-"""Self-contained student checkpoints (PIPELINE.md): weights, network config, class names, window,
+"""Self-contained student checkpoints (docs/formats.md): weights, network config, class names, window,
 anchors, feature rate and the run that trained it; `onpoint stream` needs nothing else.
 
 Plain Python types and tensors only, so `torch.load(weights_only=True)` reads it.

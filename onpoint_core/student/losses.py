@@ -1,4 +1,4 @@
-"""The student's loss terms (METHOD.md 4) and their weighted sum for one run of the comparison.
+"""The student's loss terms (docs/method.md 4) and their weighted sum for one run of the comparison.
 
 L = alpha L_ins + beta L_cass + gamma L_ant + delta L_pnt; a term the run switches off is not
 computed at all (so it cannot leak gradients), and it is reported as None.

@@ -1,4 +1,4 @@
-"""The OnPoint student network (METHOD.md 4): OAT's window encoder and anchor decoder plus the
+"""The OnPoint student network (docs/method.md 4): OAT's window encoder and anchor decoder plus the
 CASS predictor, the anticipation head, actionness-calibrated cross-attention and point heads.
 
 The network sees one window of the last W steps and nothing else, so whatever it outputs for
@@ -91,7 +91,7 @@ class CalibratedDecoderLayer(nn.Module):
     DETR-style positions: the anchor queries' learned positions are added to the queries and keys
     of self-attention and to the cross-attention queries, and the window's sinusoidal positions to
     the cross-attention keys, so a query can find "the last L_j steps" from the first update on.
-    (METHOD.md does not say where positions enter the decoder; this is our choice.)
+    (the method does not say where positions enter the decoder; this is our choice.)
     """
 
     def __init__(self, d_model, heads, ffn_dim, dropout):
@@ -158,7 +158,7 @@ class OnlineStudent(nn.Module):
         self.cass = mlp(d_model, d_model, num_out)
         self.anticipation_frame = nn.Linear(d_model, d_model // 4)
         self.anticipation_head = mlp(c["window"] * (d_model // 4), d_model, num_out)
-        # DETR-style anchor queries: content starts at zero (METHOD.md 4), and a learned position
+        # DETR-style anchor queries: content starts at zero (docs/method.md 4), and a learned position
         # per anchor (random init) tells the otherwise identical queries apart from the first step
         self.queries = nn.Parameter(torch.zeros(len(c["anchors"]), d_model))
         self.query_pos = nn.Parameter(torch.randn(len(c["anchors"]), d_model) * 0.1)
@@ -176,7 +176,7 @@ class OnlineStudent(nn.Module):
         return len(self.config["anchors"])
 
     def calibration_bias(self, cas):
-        """r = clamp(1 - background CASS, eps, 1), bias = r + log(r): B x 1 x 1 x W (METHOD 4).
+        """r = clamp(1 - background CASS, eps, 1), bias = r + log(r): B x 1 x 1 x W (docs/method.md 4).
 
         The CASS head regresses the teacher's CAS values, which are probabilities, so its
         background channel is used as one. (A sigmoid on top, as for logits, squeezed r into

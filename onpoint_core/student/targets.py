@@ -1,4 +1,4 @@
-"""Training targets of the student for every step of a video at once (METHOD.md 4).
+"""Training targets of the student for every step of a video at once (docs/method.md 4).
 
 Time convention, shared with the streaming engine (onpoint_core/online): step t of a video covers
 [t, t+1) in step units; when step t has arrived, "now" is t+1. Anchor j of length L_j spans
@@ -107,7 +107,7 @@ def point_targets(num_steps, anchors, points, labels, num_classes):
 
 
 def resample_cas(cas, teacher_steps, student_steps):
-    """Teacher CAS (T_t x K) onto the student's step centres, linear in time (METHOD.md 3c).
+    """Teacher CAS (T_t x K) onto the student's step centres, linear in time (docs/method.md 3c).
 
     Both step grids span the same video, so step centres at (i + 0.5) / n in video fractions
     line up; equal grids return the input unchanged.

@@ -1,4 +1,5 @@
-"""Student training loop: Adam + StepLR, seeded, resumable, optionally data-parallel (DDP).
+"""Student training loop: Adam, the val plateau rule (StepLR without val videos), seeded, resumable,
+optionally data-parallel (DDP).
 
 Determinism and resume: each epoch's sample order comes from a generator seeded by (seed, epoch),
 so a resumed run recomputes the order and skips the batches it already did; the resume file holds

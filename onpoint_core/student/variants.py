@@ -1,4 +1,4 @@
-"""The runs of the paper's comparison (METHOD.md 7) as switches of one student, not code forks.
+"""The runs of the paper's comparison (docs/method.md 7) as switches of one student, not code forks.
 
 `student.run` in params.yaml names one row; `dvc exp run -S student.run=distillation_free` trains
 that row. Only `fully_supervised` reads ground-truth segments of training videos, and it is a
@@ -16,7 +16,7 @@ from ..config import RUN_NAMES
 class Variant:
     instance_targets: str | None   # "pseudo" (teacher pseudo segments), "gt", or None (no L_ins)
     cass: bool                     # L_cass on the teacher CAS
-    anticipation: bool             # L_ant on the teacher's future CAS
+    anticipation: bool             # L_ant on the teacher's future class probabilities
     points: bool                   # L_pnt on the point labels
     calibration: bool              # actionness-calibrated cross-attention
     inference: str                 # "instance" heads or "point" heads decode proposals
@@ -44,7 +44,7 @@ RUNS = {
                                  calibration=False, inference="point"),
     "fully_supervised": Variant(instance_targets="gt", cass=False, anticipation=False, points=False,
                                 calibration=False, inference="instance"),
-    # no CASS, so nothing supervises what calibration would read: no calibration either (METHOD 7)
+    # no CASS, so nothing supervises what calibration would read: no calibration either (docs/method.md 7)
     "no_cass_anticipation": Variant(**{**_ONPOINT, "cass": False, "anticipation": False, "calibration": False}),
     "no_calibration": Variant(**{**_ONPOINT, "calibration": False}),
     "no_point_supervision": Variant(**{**_ONPOINT, "points": False}),

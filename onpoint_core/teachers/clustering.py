@@ -1,4 +1,4 @@
-"""Frame pseudo labels from time stamps by an ensemble of clusterings (TSASPC, METHOD.md 3b).
+"""Frame pseudo labels from time stamps by an ensemble of clusterings (TSASPC, docs/method.md 3b).
 
 Every clustering here cuts a video into one contiguous segment per stamp: stamp i owns
 `[cuts[i], cuts[i+1])`, `cuts[0] = 0`, `cuts[-1] = T`, and the stamp lies inside its segment.
@@ -26,7 +26,7 @@ Choices where the public description is silent (written down here and in the tea
 - Agreement is by class, as in TSASPC: between two consecutive stamps of the same class every
   frame is that class in all three partitions, so the whole stretch is labelled.
 
-The background-stamp gap (METHOD.md 3b): points mark actions only, but this scheme needs a stamp
+The background-stamp gap (docs/method.md 3b): points mark actions only, but this scheme needs a stamp
 in every segment. `background_stamps` inserts a background stamp in the middle of every stretch
 that cannot belong to the actions next to it: with a typical action length L, each point is
 assumed to cover L/2 on either side; a remaining stretch (between two points, or between the

@@ -1,6 +1,6 @@
 """Temporal proposals from a class activation sequence (CAS): generic numpy code shared by teachers.
 
-The pipeline follows the weakly/point-supervised TAL recipe used by HR-Pro (METHOD.md 3a):
+The pipeline follows the weakly/point-supervised TAL recipe used by HR-Pro (docs/method.md 3a):
 upsample the CAS, threshold it at many levels, turn every run of consecutive above-threshold
 samples into a proposal, score it by outer-inner contrast (OIC) on the CAS zeroed below the run's
 threshold, then suppress duplicates class by class. Every function works on whole arrays (runs come from `np.diff` of a boolean mask, OIC from
@@ -210,7 +210,7 @@ def reliable_proposals(proposals, point_steps, point_labels, min_score=None, max
     the neighbouring points (the nearest points at other steps, any class: start > previous point,
     end <= next point) win over higher-scoring ones that swallow a neighbour; only when none stays
     between do crossing proposals compete. Ties keep the first row. `min_score` (optional) drops
-    weak proposals first; HR-Pro requires a positive score, METHOD.md does not. `max_length`
+    weak proposals first; HR-Pro requires a positive score, the method does not. `max_length`
     (optional, steps) drops longer proposals first: the lowest CAS threshold of the grid (0.0)
     makes one run over a whole video for every class, which has no flanks to contrast with and
     would otherwise be picked whenever nothing stays between neighbouring points.

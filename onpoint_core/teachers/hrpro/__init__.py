@@ -1,4 +1,4 @@
-"""HR-Pro style offline teacher, snippet-level stage (METHOD.md 3a).
+"""HR-Pro style offline teacher, snippet-level stage (docs/method.md 3a).
 
 Produces, per video, the fused class activation sequence A (T x (C+1), background last) and, from
 the training points, one reliable proposal per point (the pseudo segments). It only ever sees
@@ -11,7 +11,7 @@ nn.MultiheadAttention, residual + LayerNorm, FFN D->ffn_dim->D, residual + Layer
 tokens -> Conv1d(k=3)+ReLU = embedding -> dropout, Conv1d(D->C+1, k=1, no bias), sigmoid.
 Fused CAS = [cas * (1 - bkg), bkg].
 
-Choices where METHOD.md is silent (every setting is a key of params.yaml `hrpro`):
+Choices where the method is silent (every setting is a key of params.yaml `hrpro`):
 - Batches pad to the longest video with a mask: padded steps are never keys in attention, are
   zeroed before the k=3 conv (so a video's CAS does not depend on its batch mates) and never enter
   seeds or losses. Batches are drawn epoch-wise: a seeded permutation of the training videos is cut
@@ -21,7 +21,7 @@ Choices where METHOD.md is silent (every setting is a key of params.yaml `hrpro`
   over the video's classes of 0.5 * (-log a_c / sum_k a_k) + 0.5 * (-log a_c / (a_c + b_c)), with
   a_k (b_k) the mean over action (background) seeds of exp(cos(embedding, prototype_k) / T),
   summed over videos with background seeds and divided by the batch size. HR-Pro's video-level
-  top-k loss is not part of METHOD.md and is left out.
+  top-k loss is not part of the method and is left out.
 - Prototypes start (first `fit` only) as the mean eval-mode embedding of each class's point steps (computed with zero
   prototypes as tokens, as HR-Pro does); after each optimiser step, for each video of the batch
   and each class in its action seeds, the prototype moves `prototype_momentum` toward the mean
@@ -39,9 +39,9 @@ Choices where METHOD.md is silent (every setting is a key of params.yaml `hrpro`
   atomically, so a resumed fit is bit-identical to an uninterrupted one. A resume file made from
   other inputs (video ids/lengths/points, cfg, model shape) is refused with an OnPointError rather
   than silently ignored: overwriting it could discard hours of training by a mistyped path.
-- Proposals (`detect`, `pseudo_segments`): see proposals.py. `detect` scores every class and
-  applies class-wise Gaussian soft-NMS (HR-Pro's sigma 0.3; `nms_sigma: null` -> hard NMS at
-  `nms_iou`). `pseudo_segments` chooses among the raw (pre-NMS) proposals of the points' classes.
+- Proposals (`detect`, `pseudo_segments`): see proposals.py. `detect` makes proposals for the
+  classes whose video-level score reaches `video_class_ratio` x the top class's and applies
+  class-wise Gaussian soft-NMS (HR-Pro's sigma 0.3; `nms_sigma: null` -> hard NMS at `nms_iou`). `pseudo_segments` chooses among the raw (pre-NMS) proposals of the points' classes.
 - HR-Pro's instance-level stage (`instance_refinement: true`) is not implemented and is refused.
 
 Layout: model.py (the network), losses.py (seeds and losses), training.py (fit, crash-safe

@@ -1,11 +1,11 @@
-"""TSASPC-style offline teacher for dense / procedural actions (METHOD.md 3b).
+"""TSASPC-style offline teacher for dense / procedural actions (docs/method.md 3b).
 
 An MS-TCN trained from points: frames are first labelled by an ensemble of clusterings seeded
 at the stamps (`clustering.py`), the network is trained on those frames with the timestamp
 supervision losses, and after `growth_epochs` the labels grow by clustering in the network's
 own 64-d features. The teacher never sees ground-truth segments.
 
-Choices where METHOD.md is silent (each one is a parameter or written down here):
+Choices where the method is silent (each one is a parameter or written down here):
 - Background stamps (`background_stamps`, `background_gap_factor`): see `clustering.py`. The
   typical action length L is the median spacing of consecutive points pooled over the training
   videos (a points-only estimate: for back-to-back actions it is the action length; background
