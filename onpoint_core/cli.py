@@ -231,6 +231,24 @@ def convert_command(src, dst, kind, videos_path, subset):
     click.echo(f"{len(table)} {kind} rows: {src} -> {dst}", err=True)
 
 
+@main.command("export")
+@click.option("--model", "model_path", required=True, type=click.Path(dir_okay=False),
+              help="Student checkpoint (models/student.pt).")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
+              help="TorchScript file to write (e.g. student.ts); the checkpoint's meta travels inside it.")
+@friendly_errors
+def export_command(model_path, out_path):
+    """Export the student's window network (inference heads) as TorchScript.
+
+    Load it with `torch.jit.load` (windows B x W x feature_dim in, a dict of raw outputs out), or
+    with `onpoint_core.student.export.load_exported` to stream it through the StreamingEngine."""
+    from .student.export import export_student
+
+    meta = export_student(model_path, out_path)
+    click.echo(f"{model_path} -> {out_path} (TorchScript; window {meta['config']['window']}, "
+               f"{len(meta['classes'])} classes, {meta['variant'].get('inference', 'instance')} heads)", err=True)
+
+
 @main.command("report")
 @click.option("--repo", default=".", show_default=True, type=click.Path(exists=True, file_okay=False),
               help="The DVC project whose experiments to compare.")
