@@ -249,6 +249,25 @@ def export_command(model_path, out_path):
                f"{len(meta['classes'])} classes, {meta['variant'].get('inference', 'instance')} heads)", err=True)
 
 
+@main.command("card")
+@click.argument("model_path", type=click.Path(dir_okay=False))
+@click.option("--metrics", "metrics_path", default="metrics/online_eval.json", show_default=True,
+              help="Test metrics of the same run to include (skipped when the file does not exist).")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Write the card here (default: stdout).")
+@friendly_errors
+def card_command(model_path, metrics_path, out_path):
+    """A model card (Markdown) for a student checkpoint: model, data, params, results, use, limits."""
+    from .io import atomic_file
+    from .student.card import model_card
+
+    text = model_card(model_path, metrics_path)
+    if out_path:
+        with atomic_file(out_path) as handle:
+            handle.write(text)
+    else:
+        click.echo(text, nl=False)
+
+
 @main.command("report")
 @click.option("--repo", default=".", show_default=True, type=click.Path(exists=True, file_okay=False),
               help="The DVC project whose experiments to compare.")

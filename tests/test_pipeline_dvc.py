@@ -9,6 +9,7 @@ import sys
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from tests.conftest import REPO_ROOT
@@ -112,6 +113,14 @@ def test_repro_then_noop_then_experiment(project):
     pd.testing.assert_frame_equal(predicted.sort_values(order).reset_index(drop=True),
                                   staged.sort_values(order).reset_index(drop=True), check_exact=False, atol=1e-5)
     (repo / "predicted.parquet").unlink()
+    # the checkpoint describes itself: the online settings it was selected with, its val score, the code
+    payload = torch.load(repo / "models" / "student.pt", weights_only=True)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    assert payload["extra"]["online"] == {k: params["online"][k] for k in ("score_threshold", "nms_iou",
+                                                                          "tiou_floor_seconds")}
+    assert payload["extra"]["val_avg_0.1_0.7"] == student["val_avg_0.1_0.7"] and payload["extra"]["package_version"]
+    card = _run([sys.executable, "-m", "onpoint_core.cli", "card", "models/student.pt"], repo, env).stdout
+    assert "## Intended use and limits" in card and f"| {online['avg_0.1_0.5']:.1f} |" in card
 
     again = _dvc(repo, env, "repro")
     assert "Data and pipelines are up to date" in again.stdout

@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 
 from ..data.tables import read_points
+from ..provenance import provenance
 from ..runtime import pick_device
 from .checkpoint import save_student
 from .diagnostics import anticipation_positive_rate, calibration_gap
@@ -137,9 +138,15 @@ def train(cfg, dataset, paths, *, rank=0, world_size=1, device=None, progress=Tr
 
 
 def save(path, model, dataset, cfg, variant, summary):
+    """The checkpoint, with what a model card needs: the online decode settings its epoch was
+    selected with (`onpoint stream`/`predict` defaults), the resolved params of the stage, the val
+    score, the code's version and revision (provenance.py)."""
     rate = float(np.median(dataset.videos.n_steps / dataset.videos.duration))
     save_student(path, model, dataset.classes, cfg.student.run, variant.as_dict(), rate,
-                 extra={"dataset": cfg.dataset_name, "final_loss": summary["final_loss"]})
+                 extra={"dataset": cfg.dataset_name, "final_loss": summary["final_loss"],
+                        "online": cfg.selection.as_dict(), "params": cfg.view,
+                        "val_avg_0.1_0.7": summary.get("val_avg_0.1_0.7"), "best_epoch": summary.get("best_epoch"),
+                        **provenance()})
 
 
 def curves(history):

@@ -16,6 +16,7 @@ from tqdm import tqdm
 from ..errors import OnPointError
 from ..evaluation import evaluate_detections, frame_accuracy, segment_quality
 from ..io import atomic_file
+from ..provenance import provenance
 from .base import TeacherVideo
 from .hrpro import HRProTeacher
 from .tsaspc import TSASPCTeacher
@@ -62,7 +63,7 @@ def build_teacher(kind, dataset, cfg):
 def save_checkpoint(path, kind, teacher, dataset, history):
     """A self-contained teacher checkpoint of plain types and tensors (torch.load weights_only works)."""
     payload = {"kind": kind, "classes": list(dataset.classes), "state": teacher.state_dict(),
-               "final_loss": float(history[-1]["loss"]) if history else None}
+               "final_loss": float(history[-1]["loss"]) if history else None, **provenance()}
     with atomic_file(path, "wb") as handle:
         torch.save(payload, handle)
 
