@@ -34,6 +34,18 @@ def test_code_revision_is_the_last_commit_of_the_code_not_head(tmp_path):
     assert git(repo, "rev-parse", "HEAD") != code and code_revision(repo) == {"commit": code, "dirty": False}
     (repo / "onpoint_core" / "x.py").write_text("a = 2\n")
     assert code_revision(repo) == {"commit": code, "dirty": True}
+    # a stage's revision follows only the code it runs (its .py deps in dvc.yaml)
+    (repo / "onpoint_core" / "y.py").write_text("b = 1\n")
+    (repo / "dvc.yaml").write_text("stages:\n  train:\n    cmd: x\n    deps: [onpoint_core/x.py, data]\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "other code")
+    (repo / "onpoint_core" / "x.py").write_text("a = 1\n")
+    git(repo, "commit", "-qam", "x back")
+    x_commit = git(repo, "rev-parse", "HEAD")
+    (repo / "onpoint_core" / "y.py").write_text("b = 2\n")
+    git(repo, "commit", "-qam", "y only")
+    assert code_revision(repo, "train") == {"commit": x_commit, "dirty": False}
+    assert code_revision(repo)["commit"] == git(repo, "rev-parse", "HEAD")
     assert code_revision(tmp_path / "elsewhere") == {"commit": None, "dirty": False}
 
 

@@ -146,7 +146,7 @@ def save(path, model, dataset, cfg, variant, summary):
                  extra={"dataset": cfg.dataset_name, "final_loss": summary["final_loss"],
                         "online": cfg.selection.as_dict(), "params": cfg.view,
                         "val_avg_0.1_0.7": summary.get("val_avg_0.1_0.7"), "best_epoch": summary.get("best_epoch"),
-                        **provenance()})
+                        **provenance("student_train")})
 
 
 def curves(history):

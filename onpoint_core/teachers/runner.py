@@ -63,7 +63,7 @@ def build_teacher(kind, dataset, cfg):
 def save_checkpoint(path, kind, teacher, dataset, history):
     """A self-contained teacher checkpoint of plain types and tensors (torch.load weights_only works)."""
     payload = {"kind": kind, "classes": list(dataset.classes), "state": teacher.state_dict(),
-               "final_loss": float(history[-1]["loss"]) if history else None, **provenance()}
+               "final_loss": float(history[-1]["loss"]) if history else None, **provenance("teacher_train")}
     with atomic_file(path, "wb") as handle:
         torch.save(payload, handle)
 
