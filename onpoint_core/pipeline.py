@@ -2,7 +2,8 @@
 
 Metrics files (metrics/*.json, DVC metrics, tracked by git) hold scientific results only, so
 `dvc exp show` compares results and a rerun with the same inputs leaves them byte-identical.
-Timings, devices, counts and strings go to logs/<stage>.json: not a DVC metric, not in git.
+Timings, devices, counts and strings go to logs/<stage>.json, and what the stage prints to
+logs/<stage>.log: neither is a DVC metric or in git.
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ import sys
 
 from .config import load_stage
 from .io import write_json
+from .progress import stage_log
 
 LOGS = "logs"
 
 
-def start(stage, params_path="params.yaml"):
-    """The stage's params (config.StageParams), after printing them as YAML to stderr."""
+def start(stage, params_path="params.yaml", logs_dir=LOGS):
+    """The stage's params (config.StageParams), after printing them as YAML to stderr; from here
+    on everything the stage prints is also kept in logs/<stage>.log (progress.stage_log)."""
+    stage_log(stage, logs_dir)
     params = load_stage(stage, params_path)
     print(params.as_yaml(), file=sys.stderr, flush=True)
     return params

@@ -92,6 +92,10 @@ def test_repro_then_noop_then_experiment(project):
     assert not any(word in k for k in keys for word in ("seconds", "device", "threads", "average", "num_", "run"))
     assert all(v is None or isinstance(v, (int, float)) for v in values)
     assert (repo / "models" / "student.pt").exists() and (repo / "plots" / "online" / "precision_recall.png").exists()
+    # off a terminal every stage logs lines that stay (no bar redraws), kept in logs/<stage>.log too
+    student_log = (repo / "logs" / "student_train.log").read_text()
+    assert "student epoch 1/" in student_log and "val avg" in student_log and "\r" not in student_log
+    assert all((repo / "logs" / f"{stage}.log").is_file() for stage in ("dataset", "teacher_train", "online_eval"))
     # the proposals also come as ActivityNet JSON, and score the same through `onpoint evaluate`
     scored = {}
     for pred in ("data/online/proposals.parquet", "data/online/results.json"):

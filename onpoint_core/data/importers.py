@@ -65,10 +65,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from ..errors import OnPointError, fail
 from ..io import DuplicateKey, clean_stale, unique_keys
+from ..progress import progress as progress_bar
 from .dataset import (AMBIGUOUS_TABLE, POINT_COLUMNS, SEGMENT_COLUMNS, STUDENT_FEATURES, SUBSETS, TEACHER_FEATURES,
                       DatasetWriter, check_features, check_replaceable, check_video_id, choose_validation,
                       is_dataset_folder, load_dataset)
@@ -615,7 +615,7 @@ def import_layout(layout, root, out, *, features_for="both", val_fraction=0.1, s
     report = ann.report
 
     ids = sorted(ann.videos)
-    missing = [v for v in tqdm(ids, desc=f"{layout}: finding features", disable=not progress, leave=False)
+    missing = [v for v in progress_bar(ids, desc=f"{layout}: finding features", unit="video", disable=not progress, leave=False)
                if not features.has(v)]
     if missing:
         log.warning("%s: %d of %d videos have no features and are skipped (first: %s)",
@@ -662,7 +662,7 @@ def import_layout(layout, root, out, *, features_for="both", val_fraction=0.1, s
 
     dim = None
     with DatasetWriter(out, ann.classes, meta) as writer:
-        for video_id in tqdm(final_ids, desc=f"{layout}: importing features", disable=not progress):
+        for video_id in progress_bar(final_ids, desc=f"{layout}: importing features", unit="video", disable=not progress):
             array = _validated(features, video_id, ann.videos[video_id]["duration"], rate,
                                duration_tolerance, dim)
             dim = array.shape[1]

@@ -30,10 +30,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from ..errors import OnPointError, fail
 from ..io import DuplicateKey, unique_keys
+from ..progress import progress as progress_bar
 from .dataset import DatasetWriter, check_video_id, choose_validation
 
 PHASE_WIDTH = 0.25  # onset and offset each take this share of an instance; the body the rest
@@ -246,7 +246,7 @@ def generate_synthetic(syn, out, progress=True):
     meta = {"source": "synthetic", "profile": syn["profile"], "streams": 2,
             "steps_per_second": syn["steps_per_second"], "seed": syn["seed"]}
     with DatasetWriter(out, names, meta) as writer:
-        for index, video_id in enumerate(tqdm(ids, desc="synthetic videos", disable=not progress)):
+        for index, video_id in enumerate(progress_bar(ids, desc="synthetic videos", unit="video", disable=not progress)):
             rng = np.random.default_rng([syn["seed"], 1, index])
             duration = float(np.round(rng.uniform(*syn["video_seconds"]), 2))
             classes = _video_classes(rng, syn, num_classes)
@@ -327,7 +327,7 @@ def synthesize_from_annotations(annotation_file, syn, out, points_csv=None, prog
             "steps_per_second": syn["steps_per_second"], "seed": syn["seed"]}
     by_video = {v: g for v, g in segments.groupby("video_id")}
     with DatasetWriter(out, names, meta) as writer:
-        for index, (video_id, subset, duration, _) in enumerate(tqdm(videos, desc="synthetic videos", disable=not progress)):
+        for index, (video_id, subset, duration, _) in enumerate(progress_bar(videos, desc="synthetic videos", unit="video", disable=not progress)):
             rng = np.random.default_rng([syn["seed"], 2, index])
             own = by_video.get(video_id)
             instances = [] if own is None else [(lookup[l], s, e) for l, s, e in own[["label", "start", "end"]].itertuples(index=False)]

@@ -174,7 +174,7 @@ def stream_videos(engine_or_model, features_by_video, durations, batch_size=64, 
     video_id, label, start, end, score, gen_time in the input order of the videos, then emission
     order.
     """
-    from tqdm.auto import tqdm
+    from ..progress import progress as progress_bar
 
     engine = engine_or_model if isinstance(engine_or_model, StreamingEngine) else StreamingEngine(
         engine_or_model, meta if meta is not None else {}, **engine_options)
@@ -197,7 +197,7 @@ def stream_videos(engine_or_model, features_by_video, durations, batch_size=64, 
     position = {video: i for i, video in enumerate(videos)}
     ordered = sorted(arrays, key=lambda v: (-len(arrays[v]), position[v]))
     frames = []
-    bar = tqdm(total=sum(len(a) for a in arrays.values()), desc="streaming", unit="step", disable=not progress)
+    bar = progress_bar(total=sum(len(a) for a in arrays.values()), desc="streaming", unit="step", disable=not progress)
     for begin in range(0, len(ordered), batch_size):
         batch = ordered[begin:begin + batch_size]
         lengths = np.array([len(arrays[v]) for v in batch])

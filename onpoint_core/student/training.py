@@ -17,9 +17,10 @@ import time
 from contextlib import nullcontext
 
 import torch
-from tqdm import tqdm
 
 from ..errors import OnPointError
+from ..progress import note
+from ..progress import progress as progress_bar
 from ..resume import read_resume_file, write_resume_file
 from .losses import total_loss
 
@@ -129,7 +130,7 @@ def train_student(model, data, variant, cfg, weights, device, *, train_stride, f
         if resume["cuda_rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(resume["cuda_rng"])
         if rank == 0 and progress:
-            tqdm.write(f"resuming student training at epoch {start_epoch + 1}, batch {start_batch}")
+            note(f"resuming student training at epoch {start_epoch + 1}, batch {start_batch}")
 
     model.train()
     windows_done, seconds = 0, 0.0
@@ -143,8 +144,8 @@ def train_student(model, data, variant, cfg, weights, device, *, train_stride, f
         # resume saves at evenly spaced batches (a kill loses at most 1/checkpoints_per_epoch of an
         # epoch) and after every epoch; 0 = after epochs only
         every = math.ceil(num_batches / checkpoints_per_epoch) if checkpoints_per_epoch else 0
-        bar = tqdm(total=num_batches, initial=start_batch, desc=f"student epoch {epoch + 1}/{epochs}",
-                   disable=not progress or rank != 0, leave=False)
+        bar = progress_bar(total=num_batches, initial=start_batch, desc=f"student epoch {epoch + 1}/{epochs}",
+                           unit="batch", disable=not progress or rank != 0, leave=False)
         sums = {k: 0.0 for k in ("loss",) + TERMS}
         counted = 0
         if start_batch and resumed_sums:      # the interrupted epoch's batches before the resume still count
@@ -195,6 +196,9 @@ def train_student(model, data, variant, cfg, weights, device, *, train_stride, f
             best["stopped"] = _after_epoch(best, epoch + 1, cfg, optimizer)
             epoch_row["lr"] = optimizer.param_groups[0]["lr"]
         history.append(epoch_row)
+        if rank == 0 and progress:
+            val = f", val avg {epoch_row['val_avg']:.2f}, lr {epoch_row['lr']:.1e}" if "val_avg" in epoch_row else ""
+            note(f"student epoch {epoch + 1}/{epochs}: loss {epoch_row['loss']:.4f}{val}")
         if rank == 0:
             if resume_path is not None:
                 save_resume(resume_path, model, optimizer, scheduler, epoch + 1, 0, history, fingerprint, best=best)

@@ -10,12 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 
 from ..errors import OnPointError
 from ..evaluation import evaluate_detections, frame_accuracy, segment_quality
 from ..io import atomic_file
+from ..progress import progress as progress_bar
 from ..provenance import provenance
 from .base import TeacherVideo
 from .hrpro import HRProTeacher
@@ -86,7 +86,7 @@ def run_teacher(teacher, dataset, batch_videos, progress=True):
     """Frozen teacher over every video, a batch of videos per forward pass: {video_id: TeacherOutput}."""
     ids = dataset.video_ids()
     outputs = {}
-    bar = tqdm(total=len(ids), desc="teacher CAS", disable=not progress)
+    bar = progress_bar(total=len(ids), desc="teacher CAS", unit="video", disable=not progress)
     for begin in range(0, len(ids), batch_videos):
         chunk = ids[begin:begin + batch_videos]
         found = teacher.predict_batch([np.asarray(dataset.teacher_features(v), np.float32) for v in chunk],

@@ -141,8 +141,8 @@ class Training:
             iterations = range(start, total)
             bar = None
             if progress:
-                from tqdm import tqdm
-                bar = tqdm(iterations, desc="hrpro teacher", unit="it", leave=False, initial=start, total=total)
+                from ...progress import progress as progress_bar
+                bar = progress_bar(iterations, desc="hrpro teacher", unit="it", leave=False, initial=start, total=total)
                 iterations = bar
             for it in iterations:
                 if queue.size < batch_size:

@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from ...errors import fail
+from ...progress import note
+from ...progress import progress as progress_bar
 from ...runtime import seeded
 from .. import clustering
 from ...resume import read_resume_file, write_resume_file
@@ -191,8 +192,8 @@ class Training:
         with seeded(seed + 1):
             if resume is not None:
                 done, history = self._restore(resume, opt, rng)
-            for epoch in tqdm(range(done + 1, epochs + 1), desc="tsaspc epochs", disable=not progress,
-                              initial=done, total=epochs):
+            for epoch in progress_bar(range(done + 1, epochs + 1), desc="tsaspc epochs", disable=not progress,
+                                      initial=done, total=epochs, unit="epoch", leave=False):
                 self.model.train()
                 sums = dict.fromkeys(("loss", "loss_ce", "loss_smoothing", "loss_confidence", "loss_cluster"), 0.0)
                 order = rng.permutation(len(videos))
@@ -218,6 +219,9 @@ class Training:
                 frac = self._refresh_labels()
                 row = {"epoch": epoch, **{k: v / n_batches for k, v in sums.items()}, "labelled_fraction": frac}
                 history.append(row)
+                if progress:
+                    note(f"tsaspc epoch {epoch}/{epochs}: loss {row['loss']:.4f}, labelled {frac:.1%} of frames"
+                         + (" (stamps only)" if epoch <= growth else ""))
                 if path is not None and epoch % every == 0 and epoch < epochs:
                     self._write_resume(path, fingerprint, epoch, opt, rng, history)
                 if log is not None:
