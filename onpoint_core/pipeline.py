@@ -26,6 +26,22 @@ def start(stage, params_path="params.yaml", logs_dir=LOGS):
     return params
 
 
+def write_terms_csv(path, frame, x, terms):
+    """Loss curves in long form (x, term, value), one row per step and term, for the `by_term`
+    plot template (.dvc/plots/by_term.json): each term gets its own colour, which DVC's templates
+    give only to revisions. `terms` maps column -> name shown; empty columns (terms a run switches
+    off) are left out."""
+    import pandas as pd
+
+    from .io import atomic_file
+
+    parts = [pd.DataFrame({x: frame[x].to_numpy(), "term": name, "value": frame[column].to_numpy()})
+             for column, name in terms.items() if column in frame and frame[column].notna().any()]
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[x, "term", "value"])
+    with atomic_file(path) as handle:
+        table.to_csv(handle, index=False)
+
+
 def write_run_log(stage, facts, logs_dir=LOGS):
     """Run facts (timings, devices, counts) of one stage run, outside DVC's metrics and git."""
     write_json(f"{logs_dir}/{stage}.json", facts)

@@ -16,10 +16,12 @@ from onpoint_core.config import load_stage
 from onpoint_core.data.dataset import load_dataset
 from onpoint_core.errors import friendly_errors
 from onpoint_core.io import atomic_file, write_json
-from onpoint_core.pipeline import start, write_run_log
+from onpoint_core.pipeline import start, write_run_log, write_terms_csv
 from onpoint_core.runtime import pick_device
 from onpoint_core.student import runner
 from onpoint_core.student.training import TERMS
+
+STUDENT_TERMS = {"loss": "total", "ins": "L_ins", "cass": "L_cass", "ant": "L_ant", "pnt": "L_pnt"}
 
 DIAGNOSTICS = ("anticipation_positive_rate", "calibration_gap")
 
@@ -39,11 +41,13 @@ def _write_csv(path, frame):
 @click.option("--metrics", default="metrics/student_train.json", show_default=True)
 @click.option("--epoch-curve", default="metrics/student_epochs.csv", show_default=True)
 @click.option("--batch-curve", default="metrics/student_loss.csv", show_default=True)
+@click.option("--terms-curve", default="metrics/student_terms.csv", show_default=True,
+              help="The per-epoch loss terms in long form (epoch, term, value), one colour per term in dvc plots.")
 @click.option("--resume-file", default="models/student.resume.pt", show_default=True,
               help="Training state saved every few batches and after every epoch; a crashed run resumes from it.")
 @friendly_errors
 def main(params_path, dataset_dir, points_path, pseudo_path, teacher_cache, out, metrics, epoch_curve,
-         batch_curve, resume_file):
+         batch_curve, terms_curve, resume_file):
     rank, world_size, local_rank = runner.distributed_context()
     cfg = start("student_train", params_path) if rank == 0 else load_stage("student_train", params_path)
     processes = cfg.student.processes
@@ -66,6 +70,7 @@ def main(params_path, dataset_dir, points_path, pseudo_path, teacher_cache, out,
         epochs, batches = runner.curves(history)
         _write_csv(epoch_curve, epochs)
         _write_csv(batch_curve, batches)
+        write_terms_csv(terms_curve, epochs, "epoch", STUDENT_TERMS)
         results = ("val_avg_0.1_0.7", "best_epoch", "final_loss", *(f"final_{t}" for t in TERMS), *DIAGNOSTICS)
         write_json(metrics, {key: summary[key] for key in results})
         write_run_log("student_train", {k: v for k, v in summary.items() if k not in results})

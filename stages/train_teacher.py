@@ -13,7 +13,7 @@ from onpoint_core.data.dataset import load_dataset
 from onpoint_core.data.tables import read_points
 from onpoint_core.errors import friendly_errors
 from onpoint_core.io import atomic_file, write_json
-from onpoint_core.pipeline import start, write_run_log
+from onpoint_core.pipeline import start, write_run_log, write_terms_csv
 from onpoint_core.teachers.runner import TRAIN_SUBSETS, build_teacher, save_checkpoint, teacher_videos
 
 
@@ -24,10 +24,12 @@ from onpoint_core.teachers.runner import TRAIN_SUBSETS, build_teacher, save_chec
 @click.option("--out", default="models/teacher.pt", show_default=True)
 @click.option("--metrics", default="metrics/teacher_train.json", show_default=True)
 @click.option("--curve", default="metrics/teacher_loss.csv", show_default=True)
+@click.option("--terms-curve", default="metrics/teacher_terms.csv", show_default=True,
+              help="The loss terms in long form (step, term, value), one colour per term in dvc plots.")
 @click.option("--resume-file", default="models/teacher.resume.pt", show_default=True,
               help="Training state saved every few iterations/epochs; a crashed run resumes from it.")
 @friendly_errors
-def main(params_path, dataset_dir, points_path, out, metrics, curve, resume_file):
+def main(params_path, dataset_dir, points_path, out, metrics, curve, terms_curve, resume_file):
     cfg = start("teacher_train", params_path)
     dataset = load_dataset(dataset_dir, check_files=False)
     points = read_points(points_path)
@@ -41,6 +43,9 @@ def main(params_path, dataset_dir, points_path, out, metrics, curve, resume_file
     frame.insert(0, "step", range(1, len(frame) + 1))
     with atomic_file(curve) as handle:
         frame.to_csv(handle, index=False)
+    # every loss column of the teacher (HR-Pro: point, background, contrast; TSASPC: ce, smoothing, ...)
+    write_terms_csv(terms_curve, frame, "step", {c: ("total" if c == "loss" else c.removeprefix("loss_"))
+                                                 for c in frame.columns if c.startswith("loss")})
     final_loss = float(frame.loss.iloc[-1]) if len(frame) else None
     write_json(metrics, {"final_loss": final_loss})
     facts = {"teacher": cfg.teacher, "recipe": cfg.recipe, "train_videos": len(videos),

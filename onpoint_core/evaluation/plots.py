@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from ..io import atomic_file
 
@@ -31,7 +32,7 @@ def pr_curve_png(path, curves):
     axes.set_ylim(0, 1.02)
     axes.set_xlabel("recall")
     axes.set_ylabel("precision")
-    axes.set_title("precision-recall, all classes pooled by score")
+    axes.set_title("online precision-recall per tIoU (test videos, classes pooled by score)", fontsize=10)
     axes.grid(alpha=0.3)
     if thresholds:
         axes.legend(loc="upper right", fontsize="small")
@@ -53,6 +54,7 @@ def per_class_ap_png(path, per_class, tiou_key="0.5"):
     axes.invert_yaxis()                # first class on top
     axes.set_xlim(0, 100)
     axes.set_xlabel(f"AP (%) at tIoU {tiou_key}")
+    axes.set_title(f"per-class AP at tIoU {tiou_key} (online, test videos)")
     if len(values):
         axes.axvline(values.mean(), color="tab:red", linestyle="--", linewidth=1, label=f"mAP {values.mean():.1f}")
         axes.legend(loc="lower right", fontsize="small")
@@ -84,6 +86,11 @@ def stream_timeline_png(path, video_id, duration, classes, gt, proposals):
     prop_axes.set_ylabel(f"emitted\n({len(order)})", rotation=0, ha="right", va="center")
     prop_axes.set_xlim(0, duration)
     prop_axes.set_xlabel("seconds (| = generation time)")
+    shown = sorted(set(gt.label) | set(proposals.label), key=classes.index)
+    if shown:      # which colour is which class
+        handles = [Patch(color=colours[classes.index(name)], label=name) for name in shown]
+        gt_axes.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False,
+                       title="class", title_fontsize=7)
     figure.suptitle(f"{video_id}: ground truth vs online proposals", fontsize=10)
     figure.tight_layout()
     _save_png(figure, path)
