@@ -279,8 +279,11 @@ def card_command(model_path, metrics_path, out_path):
 @click.option("--readme", type=click.Path(exists=True, dir_okay=False),
               help="Also write the table into this file, between <!-- BLOCK:start --> and <!-- BLOCK:end -->.")
 @click.option("--block", default="comparison", show_default=True, help="Marker name for --readme.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False),
+              help="Also write one self-contained HTML page (images inline, no CDN): the table, the bar chart, each "
+                   "row's PR curve and the workspace run's plots.")
 @friendly_errors
-def report_command(repo, out, png, all_commits, datasets, readme, block):
+def report_command(repo, out, png, all_commits, datasets, readme, block, html_path):
     """Compare the DVC experiments (dvc exp show --json): Markdown table + bar chart, seeds averaged."""
     import subprocess
 
@@ -318,7 +321,13 @@ def report_command(repo, out, png, all_commits, datasets, readme, block):
     if readme:
         with atomic_file(readme) as handle:
             handle.write(updated)
-    click.echo(f"{len(rows)} experiments, {len(summary)} (dataset, run) rows -> {out}, {png}")
+    if html_path:
+        from .html_report import html_page
+
+        with atomic_file(html_path) as handle:
+            handle.write(html_page(summary, rows, header, repo=repo, commit=commit))
+    click.echo(f"{len(rows)} experiments, {len(summary)} (dataset, run) rows -> {out}, {png}"
+               + (f", {html_path}" if html_path else ""))
 
 
 @main.command("params")

@@ -189,12 +189,10 @@ def replace_block(text, name, content):
     return text[:i + len(start)] + "\n" + content.strip("\n") + "\n" + text[j:]
 
 
-def bar_chart_png(path, summary):
-    """Average mAP (0.1:0.7) per run and dataset, with the seed spread as error bars."""
+def bar_chart_figure(summary):
+    """Average mAP (0.1:0.7) per run and dataset, with the seed spread as error bars (a Figure)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-
-    from .io import atomic_file
 
     datasets = sorted({d for d, _ in summary})
     figure = Figure(figsize=(8, 1.2 + 2.2 * max(len(datasets), 1)))
@@ -210,5 +208,20 @@ def bar_chart_png(path, summary):
         axes.set_xlabel("online mAP avg 0.1:0.7 (%)")
     figure.tight_layout()
     FigureCanvasAgg(figure)
+    return figure
+
+
+def png_bytes(figure, dpi=100):
+    import io
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def bar_chart_png(path, summary):
+    """The bar chart of `bar_chart_figure` as a PNG file, written atomically."""
+    from .io import atomic_file
+
     with atomic_file(path, "wb") as handle:
-        figure.savefig(handle, format="png", dpi=100)
+        handle.write(png_bytes(bar_chart_figure(summary)))
