@@ -251,8 +251,8 @@ def export_command(model_path, out_path):
 
 @main.command("card")
 @click.argument("model_path", type=click.Path(dir_okay=False))
-@click.option("--metrics", "metrics_path", default="metrics/online_eval.json", show_default=True,
-              help="Test metrics of the same run to include (skipped when the file does not exist).")
+@click.option("--metrics", "metrics_path", type=click.Path(exists=True, dir_okay=False),
+              help="Test metrics of the run that trained it (its metrics/online_eval.json) to include.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Write the card here (default: stdout).")
 @friendly_errors
 def card_command(model_path, metrics_path, out_path):

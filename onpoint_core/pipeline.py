@@ -17,10 +17,11 @@ from .progress import stage_log
 LOGS = "logs"
 
 
-def start(stage, params_path="params.yaml", logs_dir=LOGS):
+def start(stage, params_path="params.yaml", logs_dir=LOGS, append_log=False):
     """The stage's params (config.StageParams), after printing them as YAML to stderr; from here
-    on everything the stage prints is also kept in logs/<stage>.log (progress.stage_log)."""
-    stage_log(stage, logs_dir)
+    on what the stage prints is also kept in logs/<stage>.log (progress.stage_log; `append_log`
+    for a worker that adds to its launcher's log)."""
+    stage_log(stage, logs_dir, append=append_log)
     params = load_stage(stage, params_path)
     print(params.as_yaml(), file=sys.stderr, flush=True)
     return params

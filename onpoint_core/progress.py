@@ -5,14 +5,16 @@ queue worker) a bar becomes hundreds of carriage-return redraws and, when it cle
 nothing behind; there each loop prints one line per `LINE_EVERY` of its length instead, and the
 lines stay. `note()` prints a line that stays in both cases (the per-epoch summaries).
 
-`stage_log(stage)` copies everything a stage prints (stdout and stderr) into logs/<stage>.log,
-keeping the final state of each progress line only, so the log of a run is readable afterwards
-even when it ran on a terminal.
+`stage_log(stage)` copies what a stage's Python code prints (sys.stdout and sys.stderr; not the
+output of subprocesses it starts) into logs/<stage>.log, keeping the final state of each progress
+line only, so the log of a run is readable afterwards even when it ran on a terminal.
 """
 
 from __future__ import annotations
 
+import atexit
 import io
+import math
 import os
 import sys
 import time
@@ -40,16 +42,18 @@ class LineProgress:
             total = len(iterable) + initial
         self.total, self.desc, self.unit = total, desc, unit
         self.n, self.postfix, self.file = initial, "", file
-        self.step = max(1, int((total or 0) * every)) if total else None
+        self.step = max(1, math.ceil(total * every)) if total else None
         self.began = time.perf_counter()
         self.next_line = (initial // self.step + 1) * self.step if self.step else None
         self.closed = False
 
     def __iter__(self):
-        for item in self.iterable:
-            yield item
-            self.update(1)
-        self.close()
+        try:
+            for item in self.iterable:
+                yield item
+                self.update(1)
+        finally:                 # also after a break or an error: the last line says how far it got
+            self.close()
 
     def __enter__(self):
         return self
@@ -150,6 +154,13 @@ class _Tee(io.TextIOBase):
     def writable(self):
         return True
 
+    def finish(self):
+        """Write a last line that never got its newline (stage_log closes the log)."""
+        if self.line.strip() and not self.log.closed:
+            self.log.write(self.line.rstrip() + "\n")
+            self.log.flush()
+        self.line = ""
+
     def isatty(self):
         return is_terminal(self.stream)
 
@@ -176,12 +187,34 @@ def _split_keep(text):
         yield piece
 
 
-def stage_log(stage, logs_dir="logs"):
-    """From now on, this process's stdout and stderr also go to logs_dir/<stage>.log (replaced)."""
+def stage_log(stage, logs_dir="logs", append=False):
+    """From now on, this process's stdout and stderr also go to logs_dir/<stage>.log.
+
+    The log is started empty unless `append` (the worker processes of a data-parallel run, which
+    add to what their launcher wrote); it is written in append mode either way, so a launcher and
+    its workers never overwrite each other's lines. Calling it again moves the copy to the new log.
+    """
     Path(logs_dir).mkdir(parents=True, exist_ok=True)
-    log = open(os.path.join(logs_dir, f"{stage}.log"), "w", encoding="utf-8")    # closed at exit
-    if not isinstance(sys.stdout, _Tee):
-        sys.stdout = _Tee(sys.stdout, log)
-    if not isinstance(sys.stderr, _Tee):
-        sys.stderr = _Tee(sys.stderr, log)
+    path = os.path.join(logs_dir, f"{stage}.log")
+    if not append:
+        open(path, "w", encoding="utf-8").close()
+    log = open(path, "a", encoding="utf-8")
+    tees = [getattr(sys, name) for name in ("stdout", "stderr") if isinstance(getattr(sys, name), _Tee)]
+    if tees:                                # again: finish the old log, then copy to the new one
+        _finish(tees)
+        for tee in tees:
+            tee.log = log
+    else:
+        for name in ("stdout", "stderr"):
+            setattr(sys, name, _Tee(getattr(sys, name), log))
+        atexit.register(_finish, [sys.stdout, sys.stderr])
     return log
+
+
+def _finish(tees):
+    """Pending unfinished lines into the log, then close it (once, though both streams share it)."""
+    for tee in tees:
+        tee.finish()
+    for tee in tees:
+        if not tee.log.closed:
+            tee.log.close()

@@ -1,29 +1,53 @@
-"""What a checkpoint records about the code that trained it: package version and git revision.
+"""What a checkpoint records about the code that trained it, reproducibly.
 
-The revision is the last commit that changed the code the stage runs (its code deps in dvc.yaml),
-not HEAD: committing a run's dvc.lock and metrics after training moves HEAD, and so does a commit
-that edits code the stage does not import; neither reruns the stage, and a fresh clone of either
-commit must rebuild a byte-identical checkpoint (otherwise `dvc repro` in the clone would rewrite
-dvc.lock). `dirty` says that code differed from that commit when training ran. Outside a git
-checkout (or without git) the revision is None.
+A checkpoint is a DVC output: a fresh clone's `dvc repro` must rebuild it byte for byte, or the
+clone's dvc.lock would change. So the checkpoint stores only facts that follow from its stage's
+inputs: the package version (`onpoint_core.__version__`, in a file every stage depends on) and a
+SHA-256 of the code the stage runs (its .py deps in dvc.yaml, path and bytes). A git commit id
+would not do: running before committing, a queued experiment's uncommitted workspace, a shallow
+clone or a tarball all give another id (or none) for the same code. The commit, and whether the
+code differed from it, go to the stage's run log (logs/<stage>.json) instead, and `onpoint card`
+says whether the checkout's code still hashes to the checkpoint's.
 """
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
-from importlib import metadata
 from pathlib import Path
 
 import yaml
 
+from . import __version__
+
 CODE_PATHS = ("onpoint_core", "stages")     # without a dvc.yaml entry for the stage
 
 
-def package_version():
+def stage_code(root, stage):
+    """The .py deps of `stage` in root/dvc.yaml (sorted), or None when there is no such entry."""
     try:
-        return metadata.version("onpoint")
-    except metadata.PackageNotFoundError:
+        stages = yaml.safe_load((Path(root) / "dvc.yaml").read_text()).get("stages", {})
+        deps = stages[stage]["deps"]
+    except (OSError, yaml.YAMLError, AttributeError, KeyError, TypeError):
         return None
+    return sorted(d for d in deps if isinstance(d, str) and d.endswith(".py")) or None
+
+
+def _code_files(root, stage):
+    root = Path(root)
+    listed = stage_code(root, stage) if stage else None
+    if listed is not None:
+        return [p for p in listed if (root / p).is_file()]
+    return sorted(str(p.relative_to(root)) for folder in CODE_PATHS for p in (root / folder).rglob("*.py"))
+
+
+def code_hash(root=".", stage=None):
+    """SHA-256 over (path, bytes) of the stage's code files: the same code gives the same hash on
+    any machine, with or without git."""
+    digest = hashlib.sha256()
+    for name in _code_files(root, stage):
+        digest.update(name.encode() + b"\0" + (Path(root) / name).read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def _git(args, cwd):
@@ -34,28 +58,16 @@ def _git(args, cwd):
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-def stage_code(root, stage):
-    """The .py deps of `stage` in root/dvc.yaml, or None when there is no such entry."""
-    try:
-        stages = yaml.safe_load((Path(root) / "dvc.yaml").read_text()).get("stages", {})
-        deps = stages[stage]["deps"]
-    except (OSError, yaml.YAMLError, AttributeError, KeyError, TypeError):
-        return None
-    return [d for d in deps if isinstance(d, str) and d.endswith(".py")] or None
-
-
-def code_revision(root=None, stage=None):
-    """{"commit": sha or None, "dirty": bool} of the code of `stage` (or all code) under `root`."""
-    root = Path(root or ".")
-    paths = (stage_code(root, stage) if stage else None) or list(CODE_PATHS)
-    paths = [p for p in paths if (root / p).exists()]
-    commit = _git(["log", "-1", "--format=%H", "--", *paths], root) if paths else None
+def git_revision(root=".", stage=None):
+    """{"commit": HEAD or None, "dirty": whether the stage's code differs from it (untracked files
+    included)}: for the run log, not for outputs."""
+    commit = _git(["rev-parse", "HEAD"], root)
     if not commit:
-        return {"commit": None, "dirty": False}
-    status = _git(["status", "--porcelain", "--untracked-files=no", "--", *paths], root)
+        return {"commit": None, "dirty": None}
+    status = _git(["status", "--porcelain", "--untracked-files=all", "--", *_code_files(root, stage)], root)
     return {"commit": commit, "dirty": bool(status)}
 
 
-def provenance(stage, root=None):
+def provenance(stage, root="."):
     """The plain-dict record a checkpoint written by `stage` stores."""
-    return {"package_version": package_version(), "code_revision": code_revision(root, stage)}
+    return {"package_version": __version__, "code_sha256": code_hash(root, stage)}

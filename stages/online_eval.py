@@ -1,6 +1,8 @@
 """Stage `online_eval`: stream every test video through the student, score the emitted proposals,
 time the engine, and score the offline teacher's detections beside it as the reference row."""
 
+from pathlib import Path
+
 import click
 import pandas as pd
 import torch
@@ -36,8 +38,9 @@ def _thin(curves):
 @click.option("--model", default="models/student.pt", show_default=True)
 @click.option("--teacher-detections", default="data/teacher/detections.parquet", show_default=True)
 @click.option("--out", default="data/online/proposals.parquet", show_default=True)
-@click.option("--results-json", "results_json_path", default="data/online/results.json", show_default=True,
-              help="The same proposals in the ActivityNet detection layout (for other evaluators).")
+@click.option("--results-json", "results_json_path", default=None,
+              help="The same proposals in the ActivityNet detection layout (for other evaluators); default: "
+                   "results.json beside --out.")
 @click.option("--metrics", default="metrics/online_eval.json", show_default=True)
 @click.option("--pr-curve", default="metrics/online_pr.csv", show_default=True,
               help="Precision-recall curve at tIoU 0.5 (a DVC plot); the PNG has 0.3, 0.5 and 0.7.")
@@ -54,7 +57,7 @@ def main(params_path, dataset_dir, model, teacher_detections, out, results_json_
     engine = runner.engine_for(student, meta, online)
     proposals, timing = runner.stream_subset(engine, dataset, batch_size=online.stream_batch)
     write_parquet(out, proposals)
-    write_json(results_json_path, results_json(proposals, videos=dataset.video_ids(runner.EVAL_SUBSET)))
+    write_json(results_json_path or Path(out).with_name("results.json"), results_json(proposals, videos=dataset.video_ids(runner.EVAL_SUBSET)))
     result, curves = runner.score(dataset, proposals)
     first_test = dataset.video_ids(runner.EVAL_SUBSET)[0]
     speed = {

@@ -17,6 +17,7 @@ from onpoint_core.data.dataset import load_dataset
 from onpoint_core.errors import friendly_errors
 from onpoint_core.io import atomic_file, write_json
 from onpoint_core.pipeline import start, write_run_log, write_terms_csv
+from onpoint_core.provenance import git_revision
 from onpoint_core.runtime import pick_device
 from onpoint_core.student import runner
 from onpoint_core.student.training import TERMS
@@ -49,7 +50,9 @@ def _write_csv(path, frame):
 def main(params_path, dataset_dir, points_path, pseudo_path, teacher_cache, out, metrics, epoch_curve,
          batch_curve, terms_curve, resume_file):
     rank, world_size, local_rank = runner.distributed_context()
-    cfg = start("student_train", params_path) if rank == 0 else load_stage("student_train", params_path)
+    # a torchrun worker (world_size > 1) adds to the log its launcher started
+    cfg = (start("student_train", params_path, append_log=world_size > 1) if rank == 0
+           else load_stage("student_train", params_path))
     processes = cfg.student.processes
     if processes > 1 and world_size == 1:
         # relaunch under torchrun; the children see RANK/WORLD_SIZE and train data-parallel
@@ -73,7 +76,8 @@ def main(params_path, dataset_dir, points_path, pseudo_path, teacher_cache, out,
         write_terms_csv(terms_curve, epochs, "epoch", STUDENT_TERMS)
         results = ("val_avg_0.1_0.7", "best_epoch", "final_loss", *(f"final_{t}" for t in TERMS), *DIAGNOSTICS)
         write_json(metrics, {key: summary[key] for key in results})
-        write_run_log("student_train", {k: v for k, v in summary.items() if k not in results})
+        write_run_log("student_train", {**{k: v for k, v in summary.items() if k not in results},
+                                        "git_revision": git_revision(".", "student_train")})
         paths["resume"].unlink(missing_ok=True)
         val = summary["val_avg_0.1_0.7"]
         click.echo(f"student {summary['run']}: {summary['epochs_trained']} of at most {summary['epochs']} epochs, kept "

@@ -14,6 +14,7 @@ from onpoint_core.data.tables import read_points
 from onpoint_core.errors import friendly_errors
 from onpoint_core.io import atomic_file, write_json
 from onpoint_core.pipeline import start, write_run_log, write_terms_csv
+from onpoint_core.provenance import git_revision
 from onpoint_core.teachers.runner import TRAIN_SUBSETS, build_teacher, save_checkpoint, teacher_videos
 
 
@@ -50,7 +51,8 @@ def main(params_path, dataset_dir, points_path, out, metrics, curve, terms_curve
     write_json(metrics, {"final_loss": final_loss})
     facts = {"teacher": cfg.teacher, "recipe": cfg.recipe, "train_videos": len(videos),
              "train_points": int(sum(len(v.point_steps) for v in videos)), "steps": len(history),
-             "seconds": round(seconds, 1), **teacher.training_report()}
+             "seconds": round(seconds, 1), **teacher.training_report(),
+             "git_revision": git_revision(".", "teacher_train")}
     write_run_log("teacher_train", facts)
     click.echo(f"teacher {cfg.teacher}: {len(history)} steps in {seconds:.1f} s, final loss {final_loss:.4f} -> {out}")
 

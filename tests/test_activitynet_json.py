@@ -120,7 +120,7 @@ def test_bad_activitynet_files_stop_with_one_line_naming_file_and_entry(tables):
     (folder / "broken.json").write_text(json.dumps(reversed_))
     one_line(cli("evaluate", "--gt", folder / "gt.json", "--pred", folder / "broken.json"), "ends before it starts")
     (folder / "broken.json").write_text('{"results": {"v1": [')
-    one_line(cli("evaluate", "--gt", folder / "gt.json", "--pred", folder / "broken.json"), "not valid JSON")
+    one_line(cli("evaluate", "--gt", folder / "gt.json", "--pred", folder / "broken.json"), "broken.json", "not JSON")
 
 
 def test_real_thumos_gt_full_json_is_read_as_ground_truth(shared_data, tmp_path):
@@ -139,3 +139,14 @@ def test_real_thumos_gt_full_json_is_read_as_ground_truth(shared_data, tmp_path)
     (tmp_path / "pred.json").write_text(json.dumps(results_json(pred)))
     result = evaluate(path, tmp_path / "pred.json", "--subset", "Test")
     assert result["mAP"]["0.5"] == pytest.approx(100.0) and len(result["per_class"]) == 20
+
+
+def test_json_lines_in_a_json_file_still_load(tables):
+    """Guard: the ActivityNet sniffing parsed every .json file whole, so JSON lines named .json
+    (which `onpoint evaluate` read before) failed with "not valid JSON"."""
+    folder, gt, pred, videos = tables
+    lines = "".join(json.dumps(row) + "\n" for row in pred.to_dict("records"))
+    (folder / "pred_lines.json").write_text(lines)
+    flat = evaluate(folder / "gt.parquet", folder / "pred.parquet", "--videos", folder / "videos.parquet")
+    again = evaluate(folder / "gt.parquet", folder / "pred_lines.json", "--videos", folder / "videos.parquet")
+    assert same_numbers(flat, again)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 
 from click.testing import CliRunner
 
 from onpoint_core.cli import main
-from onpoint_core.provenance import code_revision
+from onpoint_core.provenance import code_hash, git_revision
 from tests.test_online import checkpoints, one_thread  # noqa: F401  (fixtures)
 
 
@@ -17,36 +18,35 @@ def git(repo, *args):
                           capture_output=True, text=True).stdout.strip()
 
 
-def test_code_revision_is_the_last_commit_of_the_code_not_head(tmp_path):
-    """Committing a run's outputs after training moves HEAD but not the code: a fresh clone of that
-    commit must record the same revision, or its rebuilt checkpoint would differ byte for byte."""
+def test_code_hash_follows_the_stage_code_not_git(tmp_path):
+    """The checkpoint's provenance must rebuild byte-identical in a fresh clone, a queued
+    experiment's workspace or a tarball: a hash of the stage's code files, not a commit id."""
     repo = tmp_path / "repo"
     (repo / "onpoint_core").mkdir(parents=True)
     (repo / "onpoint_core" / "x.py").write_text("a = 1\n")
+    (repo / "onpoint_core" / "y.py").write_text("b = 1\n")
+    (repo / "dvc.yaml").write_text("stages:\n  train:\n    cmd: x\n    deps: [onpoint_core/x.py, data]\n")
+    before = code_hash(repo, "train")
     git(repo, "init", "-q")
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "code")
-    code = git(repo, "rev-parse", "HEAD")
-    assert code_revision(repo) == {"commit": code, "dirty": False}
-    (repo / "dvc.lock").write_text("outs\n")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "outputs")
-    assert git(repo, "rev-parse", "HEAD") != code and code_revision(repo) == {"commit": code, "dirty": False}
+    assert code_hash(repo, "train") == before                     # git or not: the same code, the same hash
+    copy = tmp_path / "tarball"
+    shutil.copytree(repo, copy, ignore=shutil.ignore_patterns(".git"))
+    assert code_hash(copy, "train") == before
+    (repo / "onpoint_core" / "y.py").write_text("b = 2\n")        # code the stage does not run
+    assert code_hash(repo, "train") == before and code_hash(repo) != code_hash(copy)
     (repo / "onpoint_core" / "x.py").write_text("a = 2\n")
-    assert code_revision(repo) == {"commit": code, "dirty": True}
-    # a stage's revision follows only the code it runs (its .py deps in dvc.yaml)
-    (repo / "onpoint_core" / "y.py").write_text("b = 1\n")
-    (repo / "dvc.yaml").write_text("stages:\n  train:\n    cmd: x\n    deps: [onpoint_core/x.py, data]\n")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "other code")
-    (repo / "onpoint_core" / "x.py").write_text("a = 1\n")
-    git(repo, "commit", "-qam", "x back")
-    x_commit = git(repo, "rev-parse", "HEAD")
-    (repo / "onpoint_core" / "y.py").write_text("b = 2\n")
-    git(repo, "commit", "-qam", "y only")
-    assert code_revision(repo, "train") == {"commit": x_commit, "dirty": False}
-    assert code_revision(repo)["commit"] == git(repo, "rev-parse", "HEAD")
-    assert code_revision(tmp_path / "elsewhere") == {"commit": None, "dirty": False}
+    assert code_hash(repo, "train") != before
+    # the run log's git facts: HEAD, and whether the stage's code differs from it (untracked too)
+    head = git(repo, "rev-parse", "HEAD")
+    assert git_revision(repo, "train") == {"commit": head, "dirty": True}
+    git(repo, "checkout", "-q", "--", ".")
+    assert git_revision(repo, "train") == {"commit": head, "dirty": False}
+    (repo / "dvc.yaml").write_text("stages:\n  train:\n    cmd: x\n    deps: [onpoint_core/x.py, onpoint_core/z.py]\n")
+    (repo / "onpoint_core" / "z.py").write_text("new = 1\n")
+    assert git_revision(repo, "train")["dirty"] is True
+    assert git_revision(copy, "train") == {"commit": None, "dirty": None}
 
 
 def test_card_says_what_the_model_is_and_where_its_numbers_come_from(tmp_path, checkpoints):  # noqa: F811
@@ -62,7 +62,10 @@ def test_card_says_what_the_model_is_and_where_its_numbers_come_from(tmp_path, c
     assert "run `distillation_free`" in card and "point heads" in card
     assert "| 41.2 | 20.0 | 33.3 | 30.0 | -0.50 |" in card
     assert "window W = 8 steps" in card and "jump, run, throw" in card
-    missing = CliRunner().invoke(main, ["card", str(checkpoints["point"]), "--metrics", str(tmp_path / "none.json")])
-    assert missing.exit_code == 0 and "No test metrics given" in missing.output
+    plain = CliRunner().invoke(main, ["card", str(checkpoints["point"])])
+    assert plain.exit_code == 0 and "No test metrics given" in plain.output
+    (tmp_path / "list.json").write_text("[1, 2]")
+    wrong = CliRunner().invoke(main, ["card", str(checkpoints["point"]), "--metrics", str(tmp_path / "list.json")])
+    assert wrong.exit_code == 1 and "list.json: expected the JSON object" in wrong.output
     bad = CliRunner().invoke(main, ["card", str(tmp_path / "nope.pt")])
     assert bad.exit_code == 1 and "nope.pt" in bad.output and "Traceback" not in bad.output

@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -66,7 +67,7 @@ def _dvc(repo, env, *args, check=True):
 
 def test_repro_then_noop_then_experiment(project):
     repo, env = project
-    _dvc(repo, env, "repro")
+    repro = _dvc(repo, env, "repro")
     dataset = json.loads((repo / "logs" / "dataset.json").read_text())
     points = json.loads((repo / "logs" / "points.json").read_text())
     assert dataset["videos"]["test"] == 4 and dataset["instances"] > 0
@@ -94,7 +95,10 @@ def test_repro_then_noop_then_experiment(project):
     assert (repo / "models" / "student.pt").exists() and (repo / "plots" / "online" / "precision_recall.png").exists()
     # off a terminal every stage logs lines that stay (no bar redraws), kept in logs/<stage>.log too
     student_log = (repo / "logs" / "student_train.log").read_text()
-    assert "student epoch 1/" in student_log and "val avg" in student_log and "\r" not in student_log
+    assert "student epoch 1/" in student_log and "val avg" in student_log
+    # the repro's own output (not a terminal): progress as lines that stay, never redraws
+    assert "\r" not in repro.stdout + repro.stderr
+    assert re.search(r"student epoch 1/\d+: \d+/\d+ batch \(\d+%\)", repro.stdout + repro.stderr)
     assert all((repo / "logs" / f"{stage}.log").is_file() for stage in ("dataset", "teacher_train", "online_eval"))
     # the proposals also come as ActivityNet JSON, and score the same through `onpoint evaluate`
     scored = {}
@@ -123,7 +127,10 @@ def test_repro_then_noop_then_experiment(project):
     assert payload["extra"]["online"] == {k: params["online"][k] for k in ("score_threshold", "nms_iou",
                                                                           "tiou_floor_seconds")}
     assert payload["extra"]["val_avg_0.1_0.7"] == student["val_avg_0.1_0.7"] and payload["extra"]["package_version"]
-    card = _run([sys.executable, "-m", "onpoint_core.cli", "card", "models/student.pt"], repo, env).stdout
+    from onpoint_core.provenance import code_hash
+    assert payload["extra"]["code_sha256"] == code_hash(repo, "student_train")
+    card = _run([sys.executable, "-m", "onpoint_core.cli", "card", "models/student.pt", "--metrics",
+                 "metrics/online_eval.json"], repo, env).stdout
     assert "## Intended use and limits" in card and f"| {online['avg_0.1_0.5']:.1f} |" in card
 
     again = _dvc(repo, env, "repro")

@@ -73,3 +73,34 @@ def test_on_a_terminal_bars_redraw_but_the_log_keeps_one_line_each(tmp_path):
     assert len(log) == 3, log                          # the kept bar's last state, the note, the print
     assert log[0].startswith("kept bar: 100%") and "200/200" in log[0]
     assert log[1:] == ["epoch 1: loss 0.5", "done"]
+
+
+def test_line_counts_for_short_loops_and_a_loop_left_early(capsys):
+    from onpoint_core.progress import LineProgress
+
+    for total in (1, 7, 10, 13, 19, 25):
+        bar = LineProgress(total=total, desc="n")
+        for _ in range(total):
+            bar.update(1)
+        bar.close()
+        lines = capsys.readouterr().err.splitlines()
+        assert 1 <= len(lines) <= 10 and lines[-1].startswith(f"n: {total}/{total}"), (total, lines)
+    for i in LineProgress(range(100), desc="left"):
+        if i == 41:
+            break
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-1].startswith("left: 41/100") and len(lines) == 5      # 10..40, then where it stopped
+
+
+def test_stage_log_again_moves_the_copy_and_a_worker_appends(tmp_path):
+    script = textwrap.dedent("""
+        import sys
+        from onpoint_core.progress import stage_log
+        stage_log("a", sys.argv[1]); print("one")
+        stage_log("b", sys.argv[1]); print("two")
+        stage_log("b", sys.argv[1], append=True); print("three", end="")
+    """)
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, capture_output=True, env=env, timeout=60)
+    assert (tmp_path / "a.log").read_text() == "one\n"
+    assert (tmp_path / "b.log").read_text() == "two\nthree\n"       # appended; the unfinished line kept at exit

@@ -185,9 +185,12 @@ def load_dataset(root, check_files=True):
         meta = json.loads(meta_path.read_text())
     except FileNotFoundError:
         fail(meta_path, "missing (it names the feature width the networks are built for)")
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         fail(meta_path, f"malformed JSON ({exc})")
-    if not isinstance(meta, dict) or not isinstance(meta.get("feature_dim"), int) or meta["feature_dim"] < 1:
+    except OSError as exc:
+        fail(meta_path, f"not readable ({exc.__class__.__name__})")
+    width = meta.get("feature_dim") if isinstance(meta, dict) else None
+    if not isinstance(width, int) or isinstance(width, bool) or width < 1:
         fail(meta_path, "needs \"feature_dim\": the width of the feature vectors (a positive integer)")
     videos = _read_table(root / "videos.parquet", VIDEO_COLUMNS)
     segments = _read_table(root / "segments.parquet", SEGMENT_COLUMNS)

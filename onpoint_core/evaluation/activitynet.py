@@ -46,7 +46,10 @@ def is_activitynet(path):
         head = handle.read(64).lstrip()
     if not head.startswith(b"{"):
         return False
-    data = _load_json(path)
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False            # e.g. JSON lines in a .json file: load_table reads those
     return isinstance(data, dict) and ("database" in data or "results" in data)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import OnPointError
+from ..provenance import code_hash
 from .checkpoint import load_student
 from .model import count_parameters
 
@@ -40,7 +41,8 @@ def model_card(model_path, metrics_path=None):
     config = meta["config"]
     run = meta.get("run", "?")
     dataset = extra.get("dataset", "unknown")
-    revision = extra.get("code_revision") or {}
+    code = extra.get("code_sha256")
+    current = code_hash(".", "student_train") if Path("dvc.yaml").is_file() else None
     lines = [f"# Model card: `{Path(model_path).name}`", "",
              f"An online temporal action localisation model of the OnPoint open implementation: run "
              f"`{run}` ({RUN_DESCRIPTIONS.get(run, 'unknown run')}). It reads a stream of feature vectors "
@@ -60,7 +62,8 @@ def model_card(model_path, metrics_path=None):
                 if run == "fully_supervised" else "plus the offline teacher's outputs where the run distils."),
              f"- Epoch chosen on the val videos: epoch {_fmt(extra.get('best_epoch'))}, val avg mAP 0.1:0.7 "
              f"{_fmt(extra.get('val_avg_0.1_0.7'))}.",
-             f"- Online decode settings it was selected with: {json.dumps(extra.get('online'))}.", ""]
+             f"- Online decode settings its epoch was selected with (params.yaml `online`; only the epoch "
+             f"is chosen on val): {json.dumps(extra.get('online'))}.", ""]
     if extra.get("params"):
         lines += ["<details><summary>Resolved parameters of the student_train stage</summary>", "", "```yaml",
                   yaml.safe_dump(extra["params"], sort_keys=False, default_flow_style=None).rstrip(), "```", "",
@@ -70,14 +73,16 @@ def model_card(model_path, metrics_path=None):
     if metrics_path is not None and Path(metrics_path).is_file():
         try:
             metrics = json.loads(Path(metrics_path).read_text())
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, UnicodeDecodeError):
             raise OnPointError(f"{metrics_path}: not valid JSON") from None
+        if not isinstance(metrics, dict):
+            raise OnPointError(f"{metrics_path}: expected the JSON object online_eval writes")
     if metrics:
         lines += [f"Test split, from `{metrics_path}` (the online_eval stage of the same run):", "",
                   "| " + " | ".join(MAIN_METRICS) + " |", "|" + "---|" * len(MAIN_METRICS),
                   "| " + " | ".join(_fmt(metrics.get(k), 2 if k == "aedt" else 1) for k in MAIN_METRICS) + " |", ""]
     else:
-        lines += ["No test metrics given (`--metrics metrics/online_eval.json`).", ""]
+        lines += ["No test metrics given (`--metrics metrics/online_eval.json` of the run that trained it).", ""]
     lines += ["## Use", "",
               "```bash",
               f"onpoint stream --model {model_path} --features video.npy --duration SECONDS",
@@ -91,9 +96,13 @@ def model_card(model_path, metrics_path=None):
               ("- Trained on the embedded synthetic benchmark: its numbers say how the method behaves on "
                "that benchmark, not on real video." if str(dataset).startswith("synthetic") or str(dataset).endswith("_synth")
                else "- Its accuracy on other datasets is unknown."),
-              "- Scores are not calibrated probabilities; the score threshold above was chosen on val.", "",
+              "- Scores are not calibrated probabilities.", "",
               "## Provenance", "",
-              f"- onpoint {extra.get('package_version') or 'unknown version'}, code revision "
-              f"{revision.get('commit') or 'unknown'}{' (uncommitted changes)' if revision.get('dirty') else ''}.",
+              f"- onpoint {extra.get('package_version') or 'unknown version'}; SHA-256 of the code of its training "
+              f"stage: {code or 'not recorded'}"
+              + ("" if current is None or code is None else
+                 " (the code here hashes the same)" if current == code else
+                 " (the code here differs: this checkout would train another model)") + ".",
+              "- The commit it was trained at is in logs/student_train.json of the run (git_revision).",
               f"- Checkpoint format {meta.get('format')} version {meta.get('version')}.", ""]
     return "\n".join(lines)

@@ -142,7 +142,7 @@ class Training:
             bar = None
             if progress:
                 from ...progress import progress as progress_bar
-                bar = progress_bar(iterations, desc="hrpro teacher", unit="it", leave=False, initial=start, total=total)
+                bar = progress_bar(iterations, desc="hrpro teacher", unit="it", initial=start, total=total)
                 iterations = bar
             for it in iterations:
                 if queue.size < batch_size:
