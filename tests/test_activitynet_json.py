@@ -150,3 +150,11 @@ def test_json_lines_in_a_json_file_still_load(tables):
     flat = evaluate(folder / "gt.parquet", folder / "pred.parquet", "--videos", folder / "videos.parquet")
     again = evaluate(folder / "gt.parquet", folder / "pred_lines.json", "--videos", folder / "videos.parquet")
     assert same_numbers(flat, again)
+
+
+def test_a_results_file_without_any_detection_scores_zero(tables):
+    """Every video listed with an empty list (a model that emitted nothing) reads as an empty table."""
+    folder, gt, pred, videos = tables
+    (folder / "none.json").write_text(json.dumps(results_json(pred.iloc[:0], videos=list(videos.video_id))))
+    result = evaluate(folder / "gt.parquet", folder / "none.json", "--videos", folder / "videos.parquet")
+    assert result["num_pred"] == 0 and result["avg_0.1_0.7"] == 0.0

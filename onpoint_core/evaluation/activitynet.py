@@ -72,6 +72,11 @@ def _label(entry, path, video, index):
     return str(label)
 
 
+def _typed(frame):
+    """Numeric columns as float64 also when there is no row (a model that found nothing)."""
+    return frame.astype({c: "float64" for c in ("start", "end", "score", "gen_time") if c in frame})
+
+
 def _gt_frame(database, path, subset):
     """Segments of the videos of `subset` (case-insensitive; None = all videos)."""
     if not isinstance(database, dict):
@@ -93,7 +98,7 @@ def _gt_frame(database, path, subset):
             rows.append((str(video), _label(entry, path, video, i), start, end))
     if wanted is not None and not kept:
         fail(path, f"no video of subset {subset!r} (the file has {subsets}; choose one with --subset)")
-    return pd.DataFrame(rows, columns=["video_id", "label", "start", "end"])
+    return _typed(pd.DataFrame(rows, columns=["video_id", "label", "start", "end"]))
 
 
 def _results_frame(results, path):
@@ -112,7 +117,7 @@ def _results_frame(results, path):
             has_gen = has_gen or gen is not None
             rows.append((str(video), _label(entry, path, video, i), start, end, float(score),
                          float(gen) if isinstance(gen, (int, float)) else float("nan")))
-    frame = pd.DataFrame(rows, columns=["video_id", "label", "start", "end", "score", "gen_time"])
+    frame = _typed(pd.DataFrame(rows, columns=["video_id", "label", "start", "end", "score", "gen_time"]))
     if not has_gen:
         frame = frame.drop(columns="gen_time")
     elif frame.gen_time.isna().any():
