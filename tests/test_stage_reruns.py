@@ -58,8 +58,8 @@ OUT_DIRS = ("data/dataset", "data/points", "data/teacher", "data/pseudo", "data/
             "plots/online", "plots/teacher_timelines")
 OUT_FILES = ("models/teacher.pt", "models/student.pt", "metrics/teacher_train.json", "metrics/teacher_cache.json",
              "metrics/pseudo_segments.json", "metrics/student_train.json", "metrics/online_eval.json",
-             "metrics/teacher_loss.csv", "metrics/student_epochs.csv", "metrics/student_loss.csv",
-             "metrics/online_pr.csv")
+             "metrics/teacher_loss.csv", "metrics/teacher_terms.csv", "metrics/student_epochs.csv",
+             "metrics/student_loss.csv", "metrics/student_terms.csv", "metrics/online_pr.csv")
 
 
 def _run(args, cwd, env):
