@@ -16,6 +16,7 @@ from onpoint_core.config import load_stage
 from onpoint_core.data.dataset import load_dataset
 from onpoint_core.errors import friendly_errors
 from onpoint_core.io import atomic_file, write_json
+from onpoint_core.live import LiveCurves
 from onpoint_core.pipeline import start, write_run_log, write_terms_csv
 from onpoint_core.provenance import git_revision
 from onpoint_core.runtime import pick_device
@@ -23,6 +24,7 @@ from onpoint_core.student import runner
 from onpoint_core.student.training import TERMS
 
 STUDENT_TERMS = {"loss": "total", "ins": "L_ins", "cass": "L_cass", "ant": "L_ant", "pnt": "L_pnt"}
+LIVE_TERMS = {**STUDENT_TERMS, "val_avg": "val_avg_0.1_0.7", "lr": "lr"}     # live/student_train/plots/metrics/*.tsv
 
 DIAGNOSTICS = ("anticipation_positive_rate", "calibration_gap")
 
@@ -66,8 +68,10 @@ def main(params_path, dataset_dir, points_path, pseudo_path, teacher_cache, out,
     dataset = load_dataset(dataset_dir, check_files=False)
     paths = {"points": points_path, "pseudo": pseudo_path, "teacher_cache": teacher_cache,
              "resume": Path(resume_file)}
+    curves = LiveCurves("student_train", "epoch", LIVE_TERMS)     # only rank 0 calls on_epoch
     model, variant, history, summary = runner.train(
-        cfg, dataset, paths, rank=rank, world_size=world_size, device=pick_device(local_rank))
+        cfg, dataset, paths, rank=rank, world_size=world_size, device=pick_device(local_rank), on_epoch=curves.row)
+    curves.end()
     if rank == 0:
         runner.save(out, model, dataset, cfg, variant, summary)
         epochs, batches = runner.curves(history)

@@ -13,6 +13,7 @@ from onpoint_core.data.dataset import load_dataset
 from onpoint_core.data.tables import read_points
 from onpoint_core.errors import friendly_errors
 from onpoint_core.io import atomic_file, write_json
+from onpoint_core.live import LiveCurves
 from onpoint_core.pipeline import start, write_run_log, write_terms_csv
 from onpoint_core.provenance import git_revision
 from onpoint_core.teachers.runner import TRAIN_SUBSETS, build_teacher, save_checkpoint, teacher_videos
@@ -37,7 +38,10 @@ def main(params_path, dataset_dir, points_path, out, metrics, curve, terms_curve
     videos = teacher_videos(dataset, points, TRAIN_SUBSETS)   # features + points: no GT segments
     teacher = build_teacher(cfg.teacher, dataset, cfg.train)
     began = time.perf_counter()
-    history = teacher.fit(videos, checkpoint=resume_file)
+    # live curves: every loss term per HR-Pro iteration / TSASPC epoch (live/teacher_train/plots/metrics)
+    curves = LiveCurves("teacher_train", "iteration" if cfg.teacher == "hrpro" else "epoch")
+    history = teacher.fit(videos, checkpoint=resume_file, log=curves.row)
+    curves.end()
     seconds = time.perf_counter() - began
     save_checkpoint(out, cfg.teacher, teacher, dataset, history)
     frame = pd.DataFrame(history)

@@ -103,6 +103,18 @@ def test_repro_then_noop_then_experiment(project):
     assert "\r" not in repro.stdout + repro.stderr
     assert re.search(r"student epoch 1/\d+: \d+/\d+ batch \(\d+%\)", repro.stdout + repro.stderr)
     assert all((repo / "logs" / f"{stage}.log").is_file() for stage in ("dataset", "teacher_train", "online_eval"))
+    # live curves (dvclive): a row per student epoch and per teacher iteration, one file per term
+    live = repo / "live" / "student_train" / "plots" / "metrics"
+    epochs = pd.read_csv(repo / "metrics" / "student_epochs.csv")
+    assert {p.name for p in live.glob("*.tsv")} == {"total.tsv", "L_ins.tsv", "L_cass.tsv", "L_ant.tsv", "L_pnt.tsv",
+                                                     "val_avg_0.1_0.7.tsv", "lr.tsv"}
+    assert pd.read_csv(live / "total.tsv", sep="\t").total.tolist() == pytest.approx(epochs.loss.tolist())
+    teacher_live = pd.read_csv(repo / "live" / "teacher_train" / "plots" / "metrics" / "total.tsv", sep="\t")
+    assert len(teacher_live) == 3                                  # _shrink: 3 HR-Pro iterations
+    # every plot of dvc.yaml renders: titled curves, the live ones, the PNGs
+    shown = json.loads(_dvc(repo, env, "plots", "show", "--json").stdout)
+    assert not shown.get("errors"), shown.get("errors")
+    assert any(name.startswith("Student L_ins per epoch (live)") for name in shown["data"])
     # the proposals also come as ActivityNet JSON, and score the same through `onpoint evaluate`
     scored = {}
     for pred in ("data/online/proposals.parquet", "data/online/results.json"):

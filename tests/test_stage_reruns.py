@@ -55,7 +55,7 @@ NEW_VALUES = {"teacher": "tsaspc", "recipe": "paper", "hrpro.detect.video_class_
 
 CODE = ("stages", "onpoint_core")
 OUT_DIRS = ("data/dataset", "data/points", "data/teacher", "data/pseudo", "data/online", "data/imported",
-            "plots/online", "plots/teacher_timelines")
+            "plots/online", "plots/teacher_timelines", "live/teacher_train", "live/student_train")
 OUT_FILES = ("models/teacher.pt", "models/student.pt", "metrics/teacher_train.json", "metrics/teacher_cache.json",
              "metrics/pseudo_segments.json", "metrics/student_train.json", "metrics/online_eval.json",
              "metrics/teacher_loss.csv", "metrics/teacher_terms.csv", "metrics/student_epochs.csv",
