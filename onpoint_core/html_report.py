@@ -5,7 +5,8 @@ offline, can be mailed or attached to an issue, and shows the same in every brow
 - the comparison table of the experiments (the same rows as the Markdown report) and its bar chart;
 - the precision-recall curve of each row's first experiment (read from its git revision, where the
   online_eval stage committed it), so rows can be compared by shape, not only by one number;
-- the workspace run's curves: PR per tIoU, per-class AP, a few stream timelines and teacher timelines.
+- the workspace run's training curves (drawn here with matplotlib: `dvc plots show` needs Vega from a
+  CDN), PR per tIoU, per-class AP, a few stream timelines and teacher timelines.
 """
 
 from __future__ import annotations
@@ -87,10 +88,55 @@ def row_curves(repo, rows, summary):
     return curves
 
 
+def training_curves_png(repo):
+    """The workspace run's training curves as one PNG (matplotlib, so the page needs no Vega):
+    each student loss term and the val score per epoch, and the teacher's loss terms; None when
+    the curve files are absent."""
+    import pandas as pd
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    repo = Path(repo)
+    student, teacher = repo / "metrics" / "student_terms.csv", repo / "metrics" / "teacher_terms.csv"
+    epochs = repo / "metrics" / "student_epochs.csv"
+    if not (student.is_file() or teacher.is_file()):
+        return None
+    figure = Figure(figsize=(13, 3.6))
+    axes = figure.subplots(1, 3)
+    for ax, path, x, title in ((axes[0], student, "epoch", "student loss terms per epoch"),
+                               (axes[2], teacher, "step", "teacher loss terms per step")):
+        if path.is_file():
+            table = pd.read_csv(path)
+            for term, part in table.groupby("term", sort=False):
+                ax.plot(part[x], part["value"], label=term, linewidth=1.2)
+            ax.set_yscale("log")
+            ax.legend(fontsize=7)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(x)
+        ax.grid(alpha=0.3)
+    if epochs.is_file():
+        table = pd.read_csv(epochs)
+        if "val_avg" in table and table.val_avg.notna().any():
+            axes[1].plot(table.epoch, table.val_avg, marker="o", linewidth=1.2, color="tab:green")
+            best = table.val_avg.idxmax()
+            axes[1].axvline(table.epoch[best], color="tab:red", linestyle="--", linewidth=1,
+                            label=f"kept: epoch {int(table.epoch[best])}")
+            axes[1].legend(fontsize=7)
+    axes[1].set_title("student val avg mAP 0.1:0.7 per epoch", fontsize=10)
+    axes[1].set_xlabel("epoch")
+    axes[1].grid(alpha=0.3)
+    figure.tight_layout()
+    FigureCanvasAgg(figure)
+    return png_bytes(figure)
+
+
 def workspace_figures(repo, timelines=3):
     """(caption, PNG) of the workspace run's plots, in reading order."""
     repo = Path(repo)
     found = []
+    curves = training_curves_png(repo)
+    if curves is not None:
+        found.append(("training curves (from metrics/*_terms.csv and student_epochs.csv)", curves))
     for name, caption in (("precision_recall.png", "online precision-recall per tIoU"),
                           ("per_class_ap.png", "per-class AP at tIoU 0.5")):
         path = repo / ONLINE_PLOTS / name
@@ -130,7 +176,8 @@ def html_page(summary, rows, header, repo=".", commit=""):
     figures = workspace_figures(repo)
     if figures:
         parts += ["<h2>The workspace run</h2>", '<div class="gallery">']
-        parts += [_figure(png, caption, width=None if "timeline" in caption else 560) for caption, png in figures]
+        parts += [_figure(png, caption, width=None if "timeline" in caption or "training" in caption else 560)
+                  for caption, png in figures]
         parts.append("</div>")
     parts.append("</body></html>")
     return "\n".join(parts)

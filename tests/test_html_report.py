@@ -40,6 +40,11 @@ def page(tmp_path):
     gt = pd.DataFrame({"video_id": "v1", "label": ["jump", "run"], "start": [2.0, 9.0], "end": [5.0, 14.0]})
     proposals = gt.assign(start=gt.start + 0.3, score=[0.8, 0.6], gen_time=gt.end + 0.5)
     stream_timeline_png(online / "timeline_v1.png", "v1", 20.0, ["jump", "run"], gt, proposals)
+    (repo / "metrics").mkdir()
+    pd.DataFrame({"epoch": [1, 2, 1, 2], "term": ["total", "total", "L_ins", "L_ins"],
+                  "value": [2.0, 1.5, 0.5, 0.4]}).to_csv(repo / "metrics" / "student_terms.csv", index=False)
+    pd.DataFrame({"epoch": [1, 2], "loss": [2.0, 1.5], "val_avg": [10.0, 20.0]}).to_csv(
+        repo / "metrics" / "student_epochs.csv", index=False)
     git(repo, "init", "-q")
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "run")
@@ -61,7 +66,7 @@ def test_the_page_is_self_contained(page):
     assert not re.search(r"<(script|link|iframe)\b", text, re.I)           # nothing to fetch, nothing to run
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", text, re.I)
     images = re.findall(r'<img src="([^"]+)"', text)
-    assert len(images) == 1 + 2 + 3                 # bar chart, a PR curve per row, the workspace's three
+    assert len(images) == 1 + 2 + 4      # bar chart, a PR curve per row, the workspace's curves and three plots
     assert all(src.startswith("data:image/png;base64,") for src in images)
     assert "<td>onpoint</td><td>2</td>" in text and "<td>teacher_oat</td><td>2</td>" in text
     assert "32.0 ± 2.8" in text                    # mean and sample sd of 30 and 34
