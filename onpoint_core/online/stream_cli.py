@@ -22,7 +22,6 @@ issue 12 for the measurement).
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 
@@ -30,6 +29,7 @@ import click
 import numpy as np
 
 from ..errors import OnPointError, friendly_errors
+from ..progress import is_terminal
 
 _SEPARATORS = re.compile(r"[,\s]+")
 
@@ -185,7 +185,7 @@ def stream_command(model_path, features_path, duration, step_rate, stdin_format,
     Each line holds label, start, end, score and gen_time (seconds; gen_time is when the proposal
     became final, and end <= gen_time always).
     """
-    if features_path == "-" and _stdin_is_terminal():
+    if features_path == "-" and is_terminal(sys.stdin):
         # nothing is piped in: reading the terminal would wait silently for typed feature rows
         click.echo("onpoint stream: no features: give --features FILE.npy, or pipe feature rows into "
                    "stdin (see --help)", err=True)
@@ -200,14 +200,6 @@ def stream_command(model_path, features_path, duration, step_rate, stdin_format,
                 tiou_floor, device)
     finally:
         torch.set_num_threads(previous)     # in-process callers (tests) keep their own setting
-
-
-def _stdin_is_terminal():
-    """True when stdin is an interactive terminal (not a pipe, a file or a test runner's buffer)."""
-    try:
-        return os.isatty(sys.stdin.fileno())
-    except (AttributeError, OSError, ValueError):      # replaced or closed stdin: not a terminal
-        return False
 
 
 def _online_settings(params_path, score_threshold, nms_iou, tiou_floor):
