@@ -25,7 +25,7 @@ log "CUDA tests"
 timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tail -n 15 | tee -a "$OUT_DIR/gpu_check.log"
 
 log "training speed (paper configuration, bf16 autocast)"
-timeout 120 python3 bench/student_speed.py --config thumos --batches 20 2>&1 | tee -a "$OUT_DIR/gpu_check.log"
+timeout 120 python3 bench/student_speed.py --config paper --batches 20 2>&1 | tee -a "$OUT_DIR/gpu_check.log"
 log "streaming speed (fp16 autocast)"
 timeout 120 python3 bench/online_speed.py --device cuda --seconds 3 2>&1 | tee -a "$OUT_DIR/gpu_check.log"
 

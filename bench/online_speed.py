@@ -1,20 +1,26 @@
 """Benchmark: streaming speed of the online student (steps per second), one stream and many batched.
 
-    python bench/online_speed.py [--config synthetic] [--config thumos] [--batch 64] [--seconds 4]
-                                 [--threads N] [--device cpu|cuda]
+    python bench/online_speed.py [--config synthetic] [--config paper] [--batch 64] [--seconds 4]
+                                 [--precision fp32|bf16|int8|fp16] [--threads N] [--device cpu|cuda]
 
 For each configuration (random weights; speed does not depend on them) it times the whole
 streaming engine (ring buffer, one forward, decode, online NMS) for one stream and for `--batch`
-streams advancing together, and prints steps/s next to the model's FLOPs per step and the
-machine's matrix-multiply peak measured the same way (a large torch.matmul on the same device and
-threads), so steps/s x FLOPs/step reads as a fraction of what the hardware allows. Batched figures
-count stream-steps (64 streams x pushes). Speed is measured here, not in timed tests (shared
-machines make those flaky); the load average is printed because another process on the machine
-slows every figure.
+streams advancing together, and prints steps/s next to the model's FLOPs per step (the heads the
+engine runs, counted by torch) and the machine's float32 matrix-multiply peak: a square
+torch.matmul (2048 on the CPU, 4096 on CUDA) on the same device and threads, timed at the start
+and again at the end, the higher of the two kept (so a busy moment cannot inflate the percents).
+steps/s x FLOPs/step / peak is the fraction of what the hardware allows. Batched figures count
+stream-steps (64 streams x pushes). For reference it also times one matmul of the step's own FFN
+shape (W x D times D x FFN): the most small matrices of that size get out of this hardware.
+Speed is measured here, not in timed tests (shared machines make those flaky); the load average
+is printed because another process on the machine slows every figure.
+
+The last line is the summary, the same figures on one line, so runs on noisy machines compare:
+  summary: paper_single <steps/s> <percent>% | paper_batched ... | synthetic_single ... | synthetic_batched ...
 
 Configurations (docs/method.md 4, OAT's anchors 4..64 at W = 64):
   synthetic  the synthetic profile student of params.yaml, 128-d two-stream features, C 10
-  thumos     the paper's THUMOS'14 student: D 1024, FFN 2048, 4096-d two-stream TSN features, C 20
+  paper      the paper's THUMOS'14 student: D 1024, FFN 2048, 4096-d two-stream TSN features, C 20
 """
 
 import os
@@ -24,6 +30,7 @@ import click
 import numpy as np
 import torch
 
+from onpoint_core.config import PRECISIONS
 from onpoint_core.online.engine import StreamingEngine
 from onpoint_core.student.model import (
     OnlineStudent,
@@ -36,7 +43,7 @@ from onpoint_core.student.model import (
 ANCHORS = [4, 8, 16, 32, 48, 64]
 CONFIGS = {
     "synthetic": {"num_classes": 10, "feature_dim": 128},
-    "thumos": {"num_classes": 20, "feature_dim": 4096, "d_model": 1024, "ffn_dim": 2048},
+    "paper": {"num_classes": 20, "feature_dim": 4096, "d_model": 1024, "ffn_dim": 2048},
 }
 
 
@@ -75,17 +82,22 @@ def timed(run, device, seconds, min_reps=2):
     return reps / (time.perf_counter() - began)
 
 
+def matmul_rate(device, dtype, seconds, m, k, n):
+    """FLOP/s of torch.matmul of an m x k by a k x n matrix."""
+    a = torch.randn(m, k, device=device, dtype=dtype)
+    b = torch.randn(k, n, device=device, dtype=dtype)
+    per_second = timed(lambda: torch.matmul(a, b), device, seconds, min_reps=3)
+    return 2 * m * k * n * per_second
+
+
 def matmul_peak(device, dtype, seconds):
     size = 4096 if device.type == "cuda" else 2048
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
-    per_second = timed(lambda: torch.matmul(a, b), device, seconds, min_reps=3)
-    return 2 * size ** 3 * per_second
+    return matmul_rate(device, dtype, seconds, size, size, size)
 
 
-def stream_rate(model, meta, device, streams, seconds):
+def stream_rate(model, meta, device, streams, seconds, precision="fp32"):
     """Pushes per second of a StreamingEngine advancing `streams` streams together."""
-    engine = StreamingEngine(model, meta, device=device).start([4.0] * streams)
+    engine = StreamingEngine(model, meta, device=device, precision=precision).start([4.0] * streams)
     rng = np.random.default_rng(0)
     steps = [torch.as_tensor(rng.normal(size=(streams, meta["config"]["feature_dim"])).astype(np.float32),
                              device=device) for _ in range(8)]
@@ -98,38 +110,50 @@ def stream_rate(model, meta, device, streams, seconds):
               show_default=True)
 @click.option("--batch", type=int, default=64, show_default=True, help="Streams advancing together.")
 @click.option("--seconds", type=float, default=4.0, show_default=True, help="Timing budget per measurement.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
+              help="The engine's precision (online.precision); the peak stays float32's.")
 @click.option("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
 @click.option("--device", default=None, help="Default: cuda if available, else cpu.")
-def main(configs, batch, seconds, threads, device):
+def main(configs, batch, seconds, precision, threads, device):
     if threads:
         torch.set_num_threads(threads)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{os.cpu_count()} CPU cores"
     print(f"torch {torch.__version__} | {device} ({where}) | {torch.get_num_threads()} threads | "
-          f"load average {os.getloadavg()[0]:.2f} | mixed precision: {'float16' if device.type == 'cuda' else 'off'}")
-    peak32 = matmul_peak(device, torch.float32, seconds / 2)
-    print(f"matmul peak float32: {peak32 / 1e9:,.1f} GFLOP/s")
-    peak = peak32
-    if device.type == "cuda":    # the engine runs float16 autocast on CUDA: its own peak is the fair reference
-        peak = matmul_peak(device, torch.float16, seconds / 2)
-        print(f"matmul peak float16: {peak / 1e9:,.1f} GFLOP/s (the reference below)")
+          f"load average {os.getloadavg()[0]:.2f} | precision {precision}")
+    first_peak = matmul_peak(device, torch.float32, seconds / 2)
+    print(f"matmul peak float32 (start): {first_peak / 1e9:,.1f} GFLOP/s")
+    results = {}
     for name in configs:
         model, meta = build(name)
         model.to(device)
-        flops = flops_per_step(model)
+        flops = flops_per_step(model, heads=meta["variant"]["inference"])
+        config = meta["config"]
+        shape = (config["window"], config["d_model"], config["ffn_dim"])
+        small = matmul_rate(device, torch.float32, seconds / 4, *shape)
         print(f"\n{name}: {count_parameters(model) / 1e6:.2f} M parameters, {flops / 1e9:.3f} GFLOP per step "
-              f"(window {meta['config']['window']}, {len(ANCHORS)} anchors)")
+              f"(window {config['window']}, {len(ANCHORS)} anchors); one {' x '.join(map(str, shape[:2]))} by "
+              f"{' x '.join(map(str, shape[1:]))} matmul: {small / 1e9:,.1f} GFLOP/s")
         for streams in (1, batch):
-            per_push = stream_rate(model, meta, device, streams, seconds)
-            steps = per_push * streams
-            share = steps * flops / peak
-            label = "1 stream  " if streams == 1 else f"{streams} streams"
-            extra = "" if streams == 1 else f" ({per_push:,.1f} steps/s per stream)"
-            print(f"  {label}: {steps:10,.1f} steps/s{extra} | {steps * flops / 1e9:9,.1f} GFLOP/s "
-                  f"= {100 * share:5.1f}% of the matmul peak")
+            per_push = stream_rate(model, meta, device, streams, seconds, precision)
+            results[(name, streams)] = (per_push * streams, flops)
         del model
         if device.type == "cuda":
             torch.cuda.empty_cache()
+    last_peak = matmul_peak(device, torch.float32, seconds / 2)
+    peak = max(first_peak, last_peak)
+    print(f"\nmatmul peak float32 (end): {last_peak / 1e9:,.1f} GFLOP/s; the reference: {peak / 1e9:,.1f} GFLOP/s")
+    summary = []
+    for (name, streams), (steps, flops) in results.items():
+        share = steps * flops / peak
+        label = "1 stream  " if streams == 1 else f"{streams} streams"
+        extra = "" if streams == 1 else f" ({steps / streams:,.1f} steps/s per stream)"
+        print(f"  {name:9s} {label}: {steps:10,.1f} steps/s{extra} | {steps * flops / 1e9:9,.1f} GFLOP/s "
+              f"= {100 * share:5.1f}% of the float32 matmul peak")
+        summary.append(f"{name}_{'single' if streams == 1 else 'batched'} {steps:.1f} {100 * share:.1f}%")
+    order = {"paper_single": 0, "paper_batched": 1, "synthetic_single": 2, "synthetic_batched": 3}
+    summary.sort(key=lambda item: order.get(item.split()[0], 9))
+    print("summary: " + " | ".join(summary))
 
 
 if __name__ == "__main__":

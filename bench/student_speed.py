@@ -1,6 +1,7 @@
 """Training speed and memory of the student: windows/s, peak memory, parameters, FLOPs per step.
 
-    python bench/student_speed.py [--config synthetic --config thumos] [--batches 3] [--batch-size 128]
+    python bench/student_speed.py [--config synthetic --config paper] [--batches 3] [--batch-size 128]
+                                  [--precision fp32|bf16] [--compile] [--curve plots/bench/loss.png]
 
 Random windows and targets of the right shapes go through the real model, losses and optimiser
 (the OnPoint run: every loss term on), so the figure is the training step's cost, without data
@@ -9,6 +10,12 @@ synthetic overrides; 128-d features, 10 classes); `thumos` is the paper's config
 features, 20 classes, W 64, 6 anchors, batch 128). Peak memory is the process's maximum resident
 set size on the CPU (or torch's peak allocation on CUDA). Each config runs in a fresh process so
 peaks do not mix.
+
+--precision bf16 trains under bfloat16 autocast (CPU or CUDA; fp32 default on the CPU, bf16 the
+default on CUDA), --compile wraps the model in torch.compile (timed after its first step). Whether
+reduced precision keeps the loss curve: --curve PNG trains the same initial model on the same
+fixed batches in fp32 and in the chosen precision and draws both per-step loss curves (their
+largest relative gap is printed).
 """
 
 import json
@@ -16,6 +23,7 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import click
 import torch
@@ -23,12 +31,12 @@ import torch
 PAPER_LAYERS = {"encoder_layers": 3, "encoder_heads": 8, "decoder_layers": 5, "decoder_heads": 4}
 CONFIGS = {
     "synthetic": dict(num_classes=10, feature_dim=128),        # student sizes: params.yaml's synthetic profile
-    "thumos": dict(num_classes=20, feature_dim=4096, d_model=1024, ffn_dim=2048, **PAPER_LAYERS),
+    "paper": dict(num_classes=20, feature_dim=4096, d_model=1024, ffn_dim=2048, **PAPER_LAYERS),
 }
 WINDOW, ANCHORS, ANTICIPATION = 64, [4, 8, 16, 32, 48, 64], 16
 
 
-def measure(name, batches, batch_size):
+def measure(name, batches, batch_size, precision, compile_model=False, losses=False):
     from onpoint_core.student.losses import total_loss
     from onpoint_core.student.model import OnlineStudent, count_parameters, flops_per_step, model_config, network_sizes
     from onpoint_core.student.variants import RUNS
@@ -61,18 +69,22 @@ def measure(name, batches, batch_size):
         "has_point": torch.rand(batch_size, m, device=device) < 0.3,
         "future": (torch.rand(batch_size, c, device=device) < 0.1).float(),
     }
-    weights = {"alpha": 1.0, "beta": 1.0, "gamma": 1.0, "delta": 1.0}
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    weights = {**student.loss_weights.as_dict(), "gamma": 1.0}   # the recipe's weights (gamma: the dataset's)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    network = torch.compile(model) if compile_model else model
+    curve = []
 
     def step():
         with autocast:
-            out = model(batch["windows"])
+            out = network(batch["windows"])
         loss, _ = total_loss(out, batch, RUNS["onpoint"], weights)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
+        if losses:
+            curve.append(float(loss))
 
-    step()                                   # warm-up (allocations, kernel choice)
+    step()                                   # warm-up (allocations, kernel choice, compilation)
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -89,27 +101,70 @@ def measure(name, batches, batch_size):
             "parameters_millions": count_parameters(model) / 1e6,
             "parameters_without_anticipation_millions": (count_parameters(model) - sum(
                 p.numel() for mod in (model.anticipation_frame, model.anticipation_head) for p in mod.parameters())) / 1e6,
-            "gflops_per_step_inference": flops_per_step(model) / 1e9}
+            "gflops_per_step_inference": flops_per_step(model) / 1e9, "precision": precision,
+            "compiled": bool(compile_model), "losses": curve}
+
+
+def in_fresh_process(name, batches, batch_size, precision, compile_model, losses=False):
+    """measure() in a fresh process (its own peak memory)."""
+    command = [sys.executable, __file__, "--child", name, "--batches", str(batches), "--batch-size", str(batch_size),
+               "--precision", precision] + (["--compile"] if compile_model else []) + (["--losses"] if losses else [])
+    out = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def draw_curves(path, name, runs):
+    """Per-step training loss of each run (same initial model, same batches) on one axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    for label, r in runs.items():
+        axis.plot(range(1, len(r["losses"]) + 1), r["losses"], label=f"{label} ({r['windows_per_second']:.0f} windows/s)")
+    axis.set(xlabel="training step (same batches)", ylabel="total loss", title=f"student training, {name} configuration")
+    axis.legend()
+    figure.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
 
 
 @click.command()
-@click.option("--config", "configs", multiple=True, type=click.Choice(sorted(CONFIGS)), default=["synthetic", "thumos"])
+@click.option("--config", "configs", multiple=True, type=click.Choice(sorted(CONFIGS)), default=["synthetic", "paper"])
 @click.option("--batches", default=3, show_default=True, help="Timed training steps per config.")
 @click.option("--batch-size", default=128, show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default=None,
+              help="Autocast dtype of the forward pass; default fp32 on the CPU, bf16 on CUDA.")
+@click.option("--compile", "compile_model", is_flag=True, help="torch.compile the model.")
+@click.option("--curve", "curve_path", default=None,
+              help="PNG: loss per step in fp32 and in --precision (bf16 if not given) from the same start.")
 @click.option("--child", hidden=True, default=None)
-def main(configs, batches, batch_size, child):
+@click.option("--losses", is_flag=True, hidden=True)
+def main(configs, batches, batch_size, precision, compile_model, curve_path, child, losses):
+    precision = precision or ("bf16" if torch.cuda.is_available() else "fp32")
     if child:
-        print(json.dumps(measure(child, batches, batch_size)))
+        print(json.dumps(measure(child, batches, batch_size, precision, compile_model, losses)))
         return
     for name in configs:
-        out = subprocess.run([sys.executable, __file__, "--child", name, "--batches", str(batches),
-                              "--batch-size", str(batch_size)], capture_output=True, text=True, check=True)
-        r = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"{name:9s} {r['device']} ({r['threads']} threads), batch {r['batch_size']}: "
+        r = in_fresh_process(name, batches, batch_size, precision, compile_model)
+        print(f"{name:9s} {r['device']} ({r['threads']} threads, {r['precision']}{', compiled' if r['compiled'] else ''}), "
+              f"batch {r['batch_size']}: "
               f"{r['windows_per_second']:.1f} training windows/s, peak memory {r['peak_memory_gib']:.2f} GiB, "
               f"{r['parameters_millions']:.2f}M parameters ({r['parameters_without_anticipation_millions']:.2f}M "
               f"without the training-only anticipation head), {r['gflops_per_step_inference']:.3f} GFLOPs "
               f"per inference step (2 per multiply-add)")
+        if curve_path:
+            other = precision if precision != "fp32" else "bf16"
+            runs = {p: in_fresh_process(name, batches, batch_size, p, compile_model, losses=True)
+                    for p in ("fp32", other)}
+            a, b = (runs[p]["losses"] for p in ("fp32", other))
+            gap = max(abs(x - y) / max(abs(x), 1e-12) for x, y in zip(a, b))
+            path = Path(curve_path)
+            path = path.with_name(f"{path.stem}_{name}{path.suffix}") if len(configs) > 1 else path
+            draw_curves(path, name, runs)
+            print(f"  loss curves fp32 vs {other}: largest relative gap {100 * gap:.2f}% over {len(a)} steps -> {path}")
 
 
 if __name__ == "__main__":

@@ -340,12 +340,16 @@ class StudentCfg(Section):
             _bad(path, at("batch_size"), f"{self.batch_size} is not divisible by {at('processes')}={self.processes}")
 
 
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")   # of inference (online.engine; fp16 CUDA only, int8 CPU only)
+
+
 @dataclass(frozen=True)
 class OnlineCfg(Section):
     score_threshold: float = _f("unit")
     nms_iou: float = _f("unit")
     tiou_floor_seconds: float = _f("positive")
     stream_batch: int = _f("positive")
+    precision: Literal[PRECISIONS]
 
 
 TEACHER_SECTIONS = {

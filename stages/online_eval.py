@@ -65,6 +65,7 @@ def main(params_path, dataset_dir, model, teacher_detections, out, results_json_
         "steps_per_second_batched": timing["steps_per_second_batched"],
         "stream_batch": timing["stream_batch"],
         "device": str(engine.device),
+        "precision": engine.precision,
         "threads": torch.get_num_threads(),
     }
     teacher = evaluate_detections(dataset.segments, load_table(teacher_detections, "proposals"),

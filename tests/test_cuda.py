@@ -40,7 +40,7 @@ def test_student_trains_on_cuda_and_its_checkpoint_runs_on_the_cpu(world, tmp_pa
 
 def test_cuda_streaming_is_causal_and_agrees_with_the_cpu(checkpoints):  # noqa: F811
     model, meta = load_student(checkpoints["instance"], device=CUDA)
-    video, clean, perturbed, cutoff = stream_with_future_noise(model, meta)
+    video, clean, perturbed, cutoff = stream_with_future_noise(model, meta, precision="fp16")
     early = [p for p in clean if p["gen_time"] <= cutoff]
     assert len(early) >= 3
     assert [p for p in perturbed if p["gen_time"] <= cutoff] == early
@@ -58,9 +58,10 @@ def test_cuda_batched_streams_agree_with_single_streams(checkpoints):  # noqa: F
     lengths = {"a": 20, "b": 35, "c": 13, "d": 44}
     videos = {v: features(n, i + 10) for i, (v, n) in enumerate(lengths.items())}
     durations = {v: n / RATE for v, n in lengths.items()}
-    table = stream_videos(StreamingEngine(model, meta), videos, durations, batch_size=3, progress=False)
+    table = stream_videos(StreamingEngine(model, meta, precision="fp16"), videos, durations, batch_size=3,
+                          progress=False)
     for video, rows in table.groupby("video_id", sort=False):
-        expected = stream_one(model, meta, videos[video])
+        expected = stream_one(model, meta, videos[video], precision="fp16")
         assert rows.label.tolist() == [p["label"] for p in expected]
         np.testing.assert_allclose(rows.start, [p["start"] for p in expected], atol=2e-2)
     assert len(table) >= 5

@@ -18,6 +18,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from onpoint_core.errors import OnPointError
 from onpoint_core.online.decode import decode, decode_instances, decode_points
 from onpoint_core.online.engine import StreamingEngine, stream_videos
 from onpoint_core.online.onms import OnlineNMS
@@ -326,13 +327,13 @@ def stream_one(model, meta, video, rate=RATE, **options):
     return out
 
 
-def stream_with_future_noise(model, meta, k=29):
+def stream_with_future_noise(model, meta, k=29, **options):
     """A 60-step video streamed as is and with noise after step k: (video, clean, perturbed, the
     generation time of step k)."""
     video = features(60, 4)
     noisy = video.copy()
     noisy[k + 1:] = np.random.default_rng(9).normal(scale=3.0, size=noisy[k + 1:].shape)
-    return video, stream_one(model, meta, video), stream_one(model, meta, noisy), (k + 1) / RATE
+    return video, stream_one(model, meta, video, **options), stream_one(model, meta, noisy, **options), (k + 1) / RATE
 
 
 @pytest.mark.parametrize("mode", ["instance", "point"])
@@ -704,3 +705,38 @@ def test_predict_refuses_bad_inputs_with_one_line(tmp_path, checkpoints):
     assert_one_line_error(run_predict("--model", ckpt, "--features", good, "--durations", tmp_path / "d.csv",
                                       "--out", out), "d.csv", "positive number")
     assert not out.exists()
+
+
+def test_engine_precisions_track_fp32_and_refuse_what_the_device_cannot_run(checkpoints):
+    """bf16 autocast and int8 dynamic quantisation (CPU) give about fp32's proposals; the int8 copy
+    leaves the caller's float model alone; fp16 on the CPU and unknown modes are refused by name."""
+    model, meta = load_student(checkpoints["instance"])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    video = features(60, 4)
+    reference = stream_one(model, meta, video)
+    assert len(reference) >= 3
+    for precision in ("bf16", "int8"):
+        engine = StreamingEngine(model, meta, precision=precision)
+        assert engine.precision == precision
+        got = stream_one(model, meta, video, precision=precision)
+        close = sum(any(p["label"] == q["label"] and p["gen_time"] == q["gen_time"] and abs(p["start"] - q["start"]) < 0.1
+                        and abs(p["end"] - q["end"]) < 0.1 for q in got) for p in reference)
+        assert close >= 0.8 * len(reference), (precision, close, len(reference), len(got))
+    assert type(StreamingEngine(model, meta, precision="int8").model) is type(model)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(OnPointError, match="precision fp16 runs on CUDA only"):
+        StreamingEngine(model, meta, precision="fp16")
+    with pytest.raises(OnPointError, match="precision must be one of fp32, fp16, bf16, int8, got 'fp64'"):
+        StreamingEngine(model, meta, precision="fp64")
+
+
+def test_predict_precision_option(tmp_path, checkpoints):
+    """--precision reaches the engine: int8 runs (close to fp32); fp16 on the CPU is one line naming it."""
+    np.save(tmp_path / "v.npy", features(40, 5))
+    out = tmp_path / "out.parquet"
+    result = run_predict("--model", checkpoints["instance"], "--features", tmp_path / "v.npy", "--out", out,
+                         "--precision", "int8")
+    assert result.exit_code == 0, result.stderr
+    assert len(pd.read_parquet(out)) > 0
+    assert_one_line_error(run_predict("--model", checkpoints["instance"], "--features", tmp_path / "v.npy", "--out", out,
+                                      "--precision", "fp16"), "fp16 runs on CUDA only")

@@ -193,6 +193,23 @@ def test_output_shapes():
     assert "anticipation" not in inference and inference["class_logits"].shape == (5, m, C + 1)
 
 
+def test_heads_of_one_decode_equal_the_full_inference_outputs():
+    """The engine asks for its decode's heads only: the same numbers, bit for bit, without the others."""
+    model = _model().eval()
+    windows = torch.randn(4, WINDOW, FEATURES)
+    with torch.no_grad():
+        full = model(windows, heads="inference")
+        instance, point = model(windows, heads="instance"), model(windows, heads="point")
+    assert set(instance) == {"cas", "class_logits", "regression"}
+    assert set(point) == {"cas", "point_logits", "point_offset"}
+    for key in ("class_logits", "regression"):
+        assert torch.equal(instance[key], full[key])
+    for key in ("point_logits", "point_offset"):
+        assert torch.equal(point[key], full[key])
+    with pytest.raises(ValueError, match="heads must be one of"):
+        model(windows, heads="segments")
+
+
 def _linear(d_in, d_out):
     return d_in * d_out + d_out
 

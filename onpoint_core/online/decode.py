@@ -78,6 +78,24 @@ def _prepare(anchors, now_steps, rates):
     return anchors[None, :], now_steps[:, None], rates
 
 
+def instance_arrays(class_logits, regression):
+    """Per anchor on the CPU: (score, label, z0, z1) float64 S x M; one device->host transfer."""
+    score, label = _best_action(class_logits)
+    regression = torch.as_tensor(regression)
+    return _to_cpu(score, label, regression[..., 0], regression[..., 1])
+
+
+def instance_candidates(arrays, anchors, now_steps, rates, score_threshold=0.1):
+    """Candidates from `instance_arrays` (see decode_instances)."""
+    score, label, z0, z1 = arrays
+    lengths, now, rates = _prepare(anchors, now_steps, rates)
+    end_steps = now + lengths * z0
+    with np.errstate(over="ignore"):
+        start_steps = end_steps - lengths * np.exp(z1)
+    keep = score >= score_threshold
+    return _finish(keep, label, start_steps, end_steps, score, rates)
+
+
 def decode_instances(class_logits, regression, anchors, now_steps, rates, score_threshold=0.1):
     """OAT decode of the instance heads.
 
@@ -86,14 +104,24 @@ def decode_instances(class_logits, regression, anchors, now_steps, rates, score_
     softmax probability >= score_threshold; end = now + L*z0, length = L*exp(z1),
     start = end - length (steps, then seconds); score = that probability.
     """
-    score, label = _best_action(class_logits)
-    regression = torch.as_tensor(regression)
-    score, label, z0, z1 = _to_cpu(score, label, regression[..., 0], regression[..., 1])
+    return instance_candidates(instance_arrays(class_logits, regression), anchors, now_steps, rates,
+                               score_threshold)
+
+
+def point_arrays(point_logits, point_offset):
+    """Per anchor on the CPU: (score, label, offset) float64 S x M; one device->host transfer."""
+    score, label = _best_action(point_logits)
+    return _to_cpu(score, label, torch.as_tensor(point_offset))
+
+
+def point_candidates(arrays, anchors, now_steps, rates, score_threshold=0.1):
+    """Candidates from `point_arrays` (see decode_points)."""
+    score, label, offset = arrays
     lengths, now, rates = _prepare(anchors, now_steps, rates)
-    end_steps = now + lengths * z0
-    with np.errstate(over="ignore"):
-        start_steps = end_steps - lengths * np.exp(z1)
-    keep = score >= score_threshold
+    shift = np.clip(offset, -0.5, 0.5) * lengths
+    end_steps = now - shift
+    start_steps = end_steps - lengths
+    keep = score > score_threshold
     return _finish(keep, label, start_steps, end_steps, score, rates)
 
 
@@ -109,22 +137,31 @@ def decode_points(point_logits, point_offset, anchors, now_steps, rates, score_t
     complete from a later step. (The method text regresses |d| and shifts toward the past, which
     puts every such segment on the wrong side of its point: a documented departure.)
     """
-    score, label = _best_action(point_logits)
-    score, label, offset = _to_cpu(score, label, torch.as_tensor(point_offset))
-    lengths, now, rates = _prepare(anchors, now_steps, rates)
-    shift = np.clip(offset, -0.5, 0.5) * lengths
-    end_steps = now - shift
-    start_steps = end_steps - lengths
-    keep = score > score_threshold
-    return _finish(keep, label, start_steps, end_steps, score, rates)
+    return point_candidates(point_arrays(point_logits, point_offset), anchors, now_steps, rates, score_threshold)
+
+
+MODES = ("instance", "point")
+
+
+def head_arrays(outputs, mode):
+    """The decode's inputs for `mode` as float64 CPU arrays (S x M each), in one transfer.
+
+    The engine checks these for NaN/inf (a non-finite logit makes its anchor's score NaN), so the
+    check costs no second device sync.
+    """
+    if mode == "instance":
+        return instance_arrays(outputs["class_logits"], outputs["regression"])
+    if mode == "point":
+        return point_arrays(outputs["point_logits"], outputs["point_offset"])
+    raise ValueError(f"unknown inference mode {mode!r} (expected 'instance' or 'point')")
+
+
+def candidates(arrays, mode, anchors, now_steps, rates, score_threshold=0.1):
+    """Candidates from `head_arrays(outputs, mode)`."""
+    build = instance_candidates if mode == "instance" else point_candidates
+    return build(arrays, anchors, now_steps, rates, score_threshold)
 
 
 def decode(outputs, mode, anchors, now_steps, rates, score_threshold=0.1):
     """The one decode path: `mode` is the checkpoint's variant["inference"] ("instance" | "point")."""
-    if mode == "instance":
-        return decode_instances(outputs["class_logits"], outputs["regression"], anchors, now_steps, rates,
-                                score_threshold)
-    if mode == "point":
-        return decode_points(outputs["point_logits"], outputs["point_offset"], anchors, now_steps, rates,
-                             score_threshold)
-    raise ValueError(f"unknown inference mode {mode!r} (expected 'instance' or 'point')")
+    return candidates(head_arrays(outputs, mode), mode, anchors, now_steps, rates, score_threshold)

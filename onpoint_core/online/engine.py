@@ -20,8 +20,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..config import PRECISIONS
 from ..errors import OnPointError
-from .decode import Candidates, decode
+from .decode import Candidates, candidates, head_arrays
 from .onms import OnlineNMS
 
 PROPOSAL_COLUMNS = ["video_id", "label", "start", "end", "score", "gen_time"]
@@ -40,13 +41,49 @@ class NonFiniteOutput(OnPointError):
                          f"NaN or inf")
 
 
-def _nonfinite_rows(outputs):
-    """Boolean mask of the batch rows whose outputs hold a NaN or inf (one device sync when all are fine)."""
-    flags = [~torch.isfinite(t.float()).flatten(1).all(dim=1) for t in outputs.values() if torch.is_tensor(t)]
-    bad = torch.stack(flags).any(dim=0)
-    if not bool(bad.any()):
-        return None
-    return bad.cpu().numpy()
+def _nonfinite_rows(arrays):
+    """Boolean mask of the rows (streams) whose decode inputs hold a NaN or inf, or None if none do."""
+    bad = np.zeros(arrays[0].shape[0], dtype=bool)
+    for values in arrays:
+        bad |= ~np.isfinite(values).all(axis=1)
+    return bad if bad.any() else None
+
+
+def check_precision(precision, device):
+    """Refuse a precision the device cannot run, naming it (fp16 needs CUDA, int8 the CPU)."""
+    if precision not in PRECISIONS:
+        raise OnPointError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "fp16" and device.type != "cuda":
+        raise OnPointError("precision fp16 runs on CUDA only (use bf16 on the CPU)")
+    if precision == "int8" and device.type != "cpu":
+        raise OnPointError("precision int8 (dynamic quantisation of the Linear layers) runs on the CPU only")
+
+
+def inference_network(model, precision):
+    """The network the engine runs: the model itself, or for int8 a dynamically quantised copy
+    (weights int8 per Linear, activations quantised on the fly; the caller's model is untouched)."""
+    if precision != "int8":
+        return model
+    import copy
+    import warnings
+
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")     # torch.ao's deprecation notices, once per Linear
+        network = quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)
+    for module in network.modules():
+        if isinstance(module, torch.nn.TransformerEncoderLayer):
+            # torch's fused encoder-layer kernel reads the Linear weights as float tensors, which
+            # quantised Linears do not have; a (no-op) hook is torch's per-module way to take the
+            # layer's plain path, which calls the quantised Linears
+            module.register_forward_pre_hook(_plain_path)
+    return network
+
+
+def _plain_path(module, args):
+    """No-op forward pre-hook (see inference_network)."""
+    return None
 
 
 class StreamingEngine:
@@ -54,15 +91,19 @@ class StreamingEngine:
 
     `meta` is the checkpoint's meta (load_student): config (window, anchors, feature_dim,
     num_classes), classes, variant["inference"] ("instance" heads, or "point" heads for the
-    distillation-free run). Mixed precision (float16 autocast) is used on CUDA only.
+    distillation-free run). `precision` (online.precision): fp32 (default, exact), bf16 (autocast
+    on CPU or CUDA), fp16 (autocast, CUDA only) or int8 (dynamic quantisation, CPU only); the
+    README's speed section measures each against fp32.
     """
 
     def __init__(self, model, meta, score_threshold=0.1, nms_iou=0.3, tiou_floor_seconds=1.0, device=None,
-                 amp=True):
+                 precision="fp32"):
         model = getattr(model, "module", model)
         config = dict(meta.get("config") or model.config)
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
-        self.model = model.to(self.device).eval()
+        check_precision(precision, self.device)
+        self.precision = precision
+        self.model = inference_network(model.to(self.device).eval(), precision)
         self.window = int(config["window"])
         self.feature_dim = int(config["feature_dim"])
         self.num_classes = int(config["num_classes"])
@@ -81,7 +122,6 @@ class StreamingEngine:
             raise OnPointError(f"tIoU floor must be > 0 seconds, got {tiou_floor_seconds}")
         self.score_threshold, self.nms_iou, self.tiou_floor = float(score_threshold), float(nms_iou), float(
             tiou_floor_seconds)
-        self.amp = bool(amp) and self.device.type == "cuda"
         self.n_streams = 0
 
     def start(self, rates):
@@ -92,15 +132,36 @@ class StreamingEngine:
         self.n_streams = len(rates)
         self.rates = rates
         self.steps = np.zeros(self.n_streams, dtype=np.int64)      # steps pushed so far (= t + 1)
-        self.buffer = torch.zeros(self.n_streams, self.window, self.feature_dim, device=self.device)
+        # each step is written twice, at slot and slot + W, so the last W steps in order are always
+        # one slice [slot + 1, slot + W] of this 2W buffer: no gather on the common path
+        self.buffer = torch.zeros(self.n_streams, 2 * self.window, self.feature_dim, device=self.device)
         self.nms = OnlineNMS(self.n_streams, self.num_classes, self.nms_iou, self.tiou_floor)
-        self._offsets = torch.arange(self.window, device=self.device)
+        self._offsets = torch.arange(1, self.window + 1, device=self.device)
+        self._all = np.arange(self.n_streams)
         return self
 
     def _autocast(self):
-        if self.amp:
-            return torch.autocast(device_type="cuda", dtype=torch.float16)
+        if self.precision in ("fp16", "bf16"):
+            dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
+            return torch.autocast(device_type=self.device.type, dtype=dtype)
         return contextlib.nullcontext()
+
+    def _windows(self, features, rows):
+        """Write this step of the active `rows` into the buffer; their windows, oldest step first."""
+        slots = self.steps[rows] % self.window
+        self.steps[rows] += 1
+        every = len(rows) == self.n_streams
+        if every and (slots == slots[0]).all():      # streams that started together: one slice
+            slot = int(slots[0])
+            self.buffer[:, slot] = features
+            self.buffer[:, slot + self.window] = features
+            return self.buffer[:, slot + 1:slot + 1 + self.window].contiguous()
+        rows_t = torch.as_tensor(rows, device=self.device)
+        slot_t = torch.as_tensor(slots, device=self.device)
+        feats = features if every else features[rows_t]
+        self.buffer[rows_t, slot_t] = feats
+        self.buffer[rows_t, slot_t + self.window] = feats
+        return self.buffer[rows_t[:, None], slot_t[:, None] + self._offsets[None, :]]
 
     def push_arrays(self, features, active=None):
         """Advance the active streams by one step; returns the emitted proposals as arrays.
@@ -115,26 +176,26 @@ class StreamingEngine:
         if features.shape != (self.n_streams, self.feature_dim):
             raise OnPointError(f"features of one step must be {self.n_streams} x {self.feature_dim}, "
                                f"got {' x '.join(map(str, features.shape))}")
-        active = np.ones(self.n_streams, bool) if active is None else np.asarray(active, dtype=bool).reshape(-1)
-        if active.shape != (self.n_streams,):
-            raise OnPointError(f"active mask must have {self.n_streams} entries, got {active.shape[0]}")
-        rows = np.flatnonzero(active)
-        if len(rows) == 0:
-            return Candidates.empty(), np.zeros(0)
-        rows_t = torch.as_tensor(rows, device=self.device)
-        slot = torch.as_tensor(self.steps[rows] % self.window, device=self.device)
-        self.buffer[rows_t, slot] = features[rows_t]
-        self.steps[rows] += 1
-        # oldest first: the slot after the one just written is the oldest (zeros until the buffer fills)
-        order = (slot[:, None] + 1 + self._offsets[None, :]) % self.window
-        windows = self.buffer[rows_t[:, None], order]
+        if active is None:
+            rows = self._all
+        else:
+            active = np.asarray(active, dtype=bool).reshape(-1)
+            if active.shape != (self.n_streams,):
+                raise OnPointError(f"active mask must have {self.n_streams} entries, got {active.shape[0]}")
+            rows = np.flatnonzero(active)
+            if len(rows) == 0:
+                return Candidates.empty(), np.zeros(0)
+        windows = self._windows(features, rows)
         with torch.inference_mode(), self._autocast():
-            outputs = self.model(windows, heads="inference")
-        bad = _nonfinite_rows(outputs)
+            outputs = self.model(windows, heads=self.mode)
+        arrays = head_arrays(outputs, self.mode)
+        bad = _nonfinite_rows(arrays)
         if bad is not None:
             raise NonFiniteOutput(rows[bad], self.steps[rows[bad]] - 1)
-        now_steps = self.steps[rows].astype(np.float64)
-        found = decode(outputs, self.mode, self.anchors, now_steps, self.rates[rows], self.score_threshold)
+        found = candidates(arrays, self.mode, self.anchors, self.steps[rows].astype(np.float64), self.rates[rows],
+                           self.score_threshold)
+        if len(found) == 0:
+            return found, np.zeros(0)
         found.stream = rows[found.stream]
         now = self.steps[found.stream] / self.rates[found.stream]
         emitted = self.nms.step(found.stream, found.label, found.start, found.end, found.score, now,

@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from ..config import PRECISIONS as PRECISION_CHOICES
 from ..errors import OnPointError, friendly_errors
 from .stream_cli import _checked_student, _device, _file_rows, _online_settings
 
@@ -127,15 +128,17 @@ def write_proposals(path, proposals, videos):
 @click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True,
               help="Videos streamed together in one batched forward pass (does not change results).")
 @click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False),
-              help="Where the defaults of the three options below come from (its `online` section).")
+              help="Where the defaults of the four options below come from (its `online` section).")
 @click.option("--score-threshold", type=float, default=None, help="Default: online.score_threshold of --params.")
 @click.option("--nms-iou", type=float, default=None, help="Default: online.nms_iou of --params.")
 @click.option("--tiou-floor", type=float, default=None, help="Default: online.tiou_floor_seconds of --params.")
+@click.option("--precision", type=click.Choice(PRECISION_CHOICES), default=None,
+              help="fp32 (exact), bf16, int8 (CPU) or fp16 (CUDA). Default: online.precision of --params.")
 @click.option("--device", default=None, help="torch device (default: cuda if available, else cpu).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="A progress bar over all steps.")
 @friendly_errors
 def predict_command(model_path, features_paths, out_path, durations_path, step_rate, batch, params_path,
-                    score_threshold, nms_iou, tiou_floor, device, progress):
+                    score_threshold, nms_iou, tiou_floor, precision, device, progress):
     """Stream every given video through the student (batched); write all emitted proposals."""
     from .engine import StreamingEngine, stream_videos
 
@@ -143,15 +146,15 @@ def predict_command(model_path, features_paths, out_path, durations_path, step_r
         raise OnPointError(f"{out_path}: unsupported output type (use {', '.join(OUTPUT_SUFFIXES)})")
     if step_rate is not None and not step_rate > 0:
         raise OnPointError(f"--step-rate must be > 0, got {step_rate}")
-    score_threshold, nms_iou, tiou_floor = _online_settings(params_path, score_threshold, nms_iou, tiou_floor)
+    settings = _online_settings(params_path, score_threshold=score_threshold, nms_iou=nms_iou,
+                                tiou_floor_seconds=tiou_floor, precision=precision)
     files = feature_files(features_paths)
     device = _device(device)
     model, meta = _checked_student(model_path, device)
     durations = read_durations(durations_path) if durations_path else {}
     rate = step_rate or float(meta.get("steps_per_second") or 0)
     features, seconds = load_features(files, int(meta["config"]["feature_dim"]), durations, rate)
-    engine = StreamingEngine(model, meta, score_threshold=score_threshold, nms_iou=nms_iou,
-                             tiou_floor_seconds=tiou_floor, device=device)
+    engine = StreamingEngine(model, meta, device=device, **settings)
     proposals = stream_videos(engine, features, seconds, batch_size=batch, progress=progress)
     write_proposals(out_path, proposals, videos=list(files))
     click.echo(f"{len(proposals)} proposals from {len(files)} videos -> {out_path}", err=True)

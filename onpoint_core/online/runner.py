@@ -15,7 +15,7 @@ EVAL_SUBSET = "test"
 def engine_for(model, meta, online_cfg):
     """The streaming engine with the `online` settings (config.OnlineCfg)."""
     return StreamingEngine(model, meta, score_threshold=online_cfg.score_threshold, nms_iou=online_cfg.nms_iou,
-                           tiou_floor_seconds=online_cfg.tiou_floor_seconds)
+                           tiou_floor_seconds=online_cfg.tiou_floor_seconds, precision=online_cfg.precision)
 
 
 def stream_subset(engine, dataset, subset=EVAL_SUBSET, batch_size=64, progress=True):

@@ -28,6 +28,7 @@ import sys
 import click
 import numpy as np
 
+from ..config import PRECISIONS as PRECISION_CHOICES
 from ..errors import OnPointError, friendly_errors
 from ..progress import is_terminal
 
@@ -167,19 +168,21 @@ def _emit(proposal):
               help="text: one step per line, values separated by whitespace or commas; "
                    "npy-rows: raw little-endian float32 rows.")
 @click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False),
-              help="Where the defaults of the three options below come from (its `online` section, as the "
-                   "online_eval stage uses them); not read when all three are given.")
+              help="Where the defaults of the four options below come from (its `online` section, as the "
+                   "online_eval stage uses them); not read when all four are given.")
 @click.option("--score-threshold", type=float, default=None, help="Default: online.score_threshold of --params.")
 @click.option("--nms-iou", type=float, default=None, help="Online NMS tIoU threshold. Default: online.nms_iou.")
 @click.option("--tiou-floor", type=float, default=None,
               help="Seconds: tIoU denominators of the online NMS are at least this.")
+@click.option("--precision", type=click.Choice(PRECISION_CHOICES), default=None,
+              help="fp32 (exact), bf16, int8 (CPU) or fp16 (CUDA). Default: online.precision.")
 @click.option("--device", default=None, help="torch device (default: cuda if available, else cpu).")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
               help="CPU threads for torch. One stream at batch 1 gains nothing from more, and on a busy machine "
                    "extra threads make it many times slower.")
 @friendly_errors
 def stream_command(model_path, features_path, duration, step_rate, stdin_format, params_path, score_threshold,
-                   nms_iou, tiou_floor, device, threads):
+                   nms_iou, tiou_floor, precision, device, threads):
     """Stream one video's features through the student; print one JSON line per emitted proposal.
 
     Each line holds label, start, end, score and gen_time (seconds; gen_time is when the proposal
@@ -192,31 +195,29 @@ def stream_command(model_path, features_path, duration, step_rate, stdin_format,
         raise SystemExit(2)
     import torch
 
-    score_threshold, nms_iou, tiou_floor = _online_settings(params_path, score_threshold, nms_iou, tiou_floor)
+    settings = _online_settings(params_path, score_threshold=score_threshold, nms_iou=nms_iou,
+                                tiou_floor_seconds=tiou_floor, precision=precision)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        _stream(model_path, features_path, duration, step_rate, stdin_format, score_threshold, nms_iou,
-                tiou_floor, device)
+        _stream(model_path, features_path, duration, step_rate, stdin_format, settings, device)
     finally:
         torch.set_num_threads(previous)     # in-process callers (tests) keep their own setting
 
 
-def _online_settings(params_path, score_threshold, nms_iou, tiou_floor):
-    """The three online settings: each given option, else the `online` section of params.yaml
-    (validated like the pipeline's; the one place their values live)."""
-    given = (score_threshold, nms_iou, tiou_floor)
-    if all(value is not None for value in given):
-        return given
+def _online_settings(params_path, **given):
+    """The engine's online settings (score_threshold, nms_iou, tiou_floor_seconds, precision): each
+    given option, else the `online` section of params.yaml (validated like the pipeline's; the one
+    place their values live). Returns them as StreamingEngine keyword arguments."""
+    if all(value is not None for value in given.values()):
+        return dict(given)
     from ..config import load_stage
 
     online = load_stage("online_eval", params_path).online
-    defaults = (online.score_threshold, online.nms_iou, online.tiou_floor_seconds)
-    return tuple(d if value is None else value for value, d in zip(given, defaults))
+    return {key: getattr(online, key) if value is None else value for key, value in given.items()}
 
 
-def _stream(model_path, features_path, duration, step_rate, stdin_format, score_threshold, nms_iou,
-            tiou_floor, device):
+def _stream(model_path, features_path, duration, step_rate, stdin_format, settings, device):
     """The body of `onpoint stream` (options as there)."""
     from .engine import NonFiniteOutput, StreamingEngine
 
@@ -243,8 +244,7 @@ def _stream(model_path, features_path, duration, step_rate, stdin_format, score_
     if not rate > 0:
         raise OnPointError(f"{model_path}: no steps_per_second in the checkpoint; give --step-rate or --duration")
     try:
-        engine = StreamingEngine(model, meta, score_threshold=score_threshold, nms_iou=nms_iou,
-                                 tiou_floor_seconds=tiou_floor, device=device).start([rate])
+        engine = StreamingEngine(model, meta, device=device, **settings).start([rate])
     except (KeyError, TypeError, ValueError) as exc:
         raise OnPointError(f"{model_path}: malformed student checkpoint ({_first_line(exc)})") from None
     except OnPointError as exc:

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 CALIBRATION_EPS = 1e-6
+HEADS = ("all", "inference", "instance", "point")
 
 
 SIZE_KEYS = ("d_model", "ffn_dim", "encoder_layers", "encoder_heads", "decoder_layers", "decoder_heads",
@@ -140,7 +141,9 @@ class OnlineStudent(nn.Module):
       regression     B x M x 2      (z0, z1) per anchor
       point_logits   B x M x (C+1)  point classifier per anchor (background = no point inside)
       point_offset   B x M          (anchor centre - point) / anchor length, signed
-    `heads="inference"` skips the training-only anticipation head (the streaming engine's path).
+    `heads` picks what is computed: "all" (training), "inference" (every head but the training-only
+    anticipation head), or only the heads one decode reads: "instance" (class_logits, regression)
+    or "point" (point_logits, point_offset); the streaming engine asks for its decode's heads only.
     """
 
     def __init__(self, config):
@@ -188,6 +191,8 @@ class OnlineStudent(nn.Module):
         return bias[:, None, None, :]
 
     def forward(self, windows, heads="all"):
+        if heads not in HEADS:
+            raise ValueError(f"heads must be one of {', '.join(HEADS)}, got {heads!r}")
         x = self.project(windows) + self.positions
         memory = self.encoder(self.position_dropout(x))
         cas = self.cass(memory)
@@ -198,13 +203,13 @@ class OnlineStudent(nn.Module):
         query_pos = self.query_pos.unsqueeze(0)
         for layer in self.decoder:
             queries = layer(queries, query_pos, memory, self.positions, bias)
-        out = {
-            "cas": cas,
-            "class_logits": self.classifier(queries),
-            "regression": self.regressor(queries),
-            "point_logits": self.point_classifier(queries),
-            "point_offset": self.point_regressor(queries).squeeze(-1),
-        }
+        out = {"cas": cas}
+        if heads != "point":
+            out["class_logits"] = self.classifier(queries)
+            out["regression"] = self.regressor(queries)
+        if heads != "instance":
+            out["point_logits"] = self.point_classifier(queries)
+            out["point_offset"] = self.point_regressor(queries).squeeze(-1)
         if heads == "all":
             frames = self.anticipation_frame(memory).flatten(1)
             out["anticipation"] = self.anticipation_head(frames)
