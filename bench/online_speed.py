@@ -95,9 +95,10 @@ def matmul_peak(device, dtype, seconds):
     return matmul_rate(device, dtype, seconds, size, size, size)
 
 
-def stream_rate(model, meta, device, streams, seconds, precision="fp32"):
+def stream_rate(model, meta, device, streams, seconds, precision="fp32", cuda_graphs=True):
     """Pushes per second of a StreamingEngine advancing `streams` streams together."""
-    engine = StreamingEngine(model, meta, device=device, precision=precision).start([4.0] * streams)
+    engine = StreamingEngine(model, meta, device=device, precision=precision,
+                             cuda_graphs=cuda_graphs).start([4.0] * streams)
     rng = np.random.default_rng(0)
     steps = [torch.as_tensor(rng.normal(size=(streams, meta["config"]["feature_dim"])).astype(np.float32),
                              device=device) for _ in range(8)]
@@ -112,15 +113,18 @@ def stream_rate(model, meta, device, streams, seconds, precision="fp32"):
 @click.option("--seconds", type=float, default=4.0, show_default=True, help="Timing budget per measurement.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
               help="The engine's precision (online.precision); the peak stays float32's.")
+@click.option("--cuda-graphs/--no-cuda-graphs", default=True, show_default=True,
+              help="On CUDA: replay each push as a captured CUDA graph (the engine's default).")
 @click.option("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
 @click.option("--device", default=None, help="Default: cuda if available, else cpu.")
-def main(configs, batch, seconds, precision, threads, device):
+def main(configs, batch, seconds, precision, cuda_graphs, threads, device):
     if threads:
         torch.set_num_threads(threads)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{os.cpu_count()} CPU cores"
     print(f"torch {torch.__version__} | {device} ({where}) | {torch.get_num_threads()} threads | "
-          f"load average {os.getloadavg()[0]:.2f} | precision {precision}")
+          f"load average {os.getloadavg()[0]:.2f} | precision {precision}"
+          f"{' | CUDA graphs ' + ('on' if cuda_graphs else 'off') if device.type == 'cuda' else ''}")
     first_peak = matmul_peak(device, torch.float32, seconds / 2)
     print(f"matmul peak float32 (start): {first_peak / 1e9:,.1f} GFLOP/s")
     results = {}
@@ -135,7 +139,7 @@ def main(configs, batch, seconds, precision, threads, device):
               f"(window {config['window']}, {len(ANCHORS)} anchors); one {' x '.join(map(str, shape[:2]))} by "
               f"{' x '.join(map(str, shape[1:]))} matmul: {small / 1e9:,.1f} GFLOP/s")
         for streams in (1, batch):
-            per_push = stream_rate(model, meta, device, streams, seconds, precision)
+            per_push = stream_rate(model, meta, device, streams, seconds, precision, cuda_graphs)
             results[(name, streams)] = (per_push * streams, flops)
         del model
         if device.type == "cuda":

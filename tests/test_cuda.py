@@ -65,3 +65,20 @@ def test_cuda_batched_streams_agree_with_single_streams(checkpoints):  # noqa: F
         assert rows.label.tolist() == [p["label"] for p in expected]
         np.testing.assert_allclose(rows.start, [p["start"] for p in expected], atol=2e-2)
     assert len(table) >= 5
+
+
+def test_cuda_graph_replay_gives_the_eager_proposals(checkpoints):  # noqa: F811
+    """One stream with the push captured as a CUDA graph: exactly the eager path's proposals, in
+    fp32 and fp16; a second start() with another number of streams captures afresh."""
+    model, meta = load_student(checkpoints["instance"], device=CUDA)
+    video = features(60, 4)
+    for precision in ("fp32", "fp16"):
+        graphed = stream_one(model, meta, video, precision=precision)
+        eager = stream_one(model, meta, video, precision=precision, cuda_graphs=False)
+        assert len(eager) >= 3 and graphed == eager, precision
+    engine = StreamingEngine(model, meta).start([RATE])
+    engine.push(video[:1])
+    assert engine._graph is not None and engine._graph.batch == 1
+    engine.start([RATE, RATE])
+    engine.push(np.stack([video[0], video[1]]))
+    assert engine._graph.batch == 2

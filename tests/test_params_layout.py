@@ -77,6 +77,8 @@ def perturbed(dotted, value, raw):
         return "gaussian"
     if dotted == "student.run":
         return "teacher_oat"
+    if value in config.PRECISIONS:
+        return "bf16" if value == "fp32" else "fp32"
     raise AssertionError(f"no perturbation for {dotted}={value!r}")
 
 
@@ -160,6 +162,7 @@ def test_recipes_with_different_keys_are_refused():
     ("student.run", "onpiont", r"student\.run: unknown run 'onpiont'"),
     ("recipe", "gpu", r"recipe: unknown recipe 'gpu'"),
     ("online.stream_batch", 0, r"online\.stream_batch: must be > 0"),
+    ("online.precision", "fp64", r"online\.precision: must be one of fp32, fp16, bf16, int8, got 'fp64'"),
 ])
 def test_bad_values_are_refused_naming_the_key(dotted, value, message):
     raw = copy.deepcopy(RAW)

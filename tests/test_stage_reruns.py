@@ -45,13 +45,14 @@ KEY_TABLE = {
     "online.score_threshold": {"student_train", "online_eval"},   # the val selection decodes with it too
     "online.tiou_floor_seconds": {"student_train", "online_eval"},
     "online.stream_batch": {"online_eval"},                   # execution only: not the selection
+    "online.precision": {"online_eval"},                      # inference only: the selection stays fp32
     "hrpro.pseudo.min_point_coverage": {"pseudo_segments"},
     "teacher": {"teacher_train", "teacher_cache", "pseudo_segments"},
     "recipe": {"teacher_train", "student_train"},
 }
 NEW_VALUES = {"teacher": "tsaspc", "recipe": "paper", "hrpro.detect.video_class_ratio": 0.8,
               "hrpro.pseudo.reliable_min_score": 0.1, "tsaspc.train.background_stamps": False,
-              "datasets.synthetic.points.noise_seconds": 1.5}
+              "datasets.synthetic.points.noise_seconds": 1.5, "online.precision": "bf16"}
 
 CODE = ("stages", "onpoint_core")
 OUT_DIRS = ("data/dataset", "data/points", "data/teacher", "data/pseudo", "data/online", "data/imported",

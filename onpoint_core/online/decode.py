@@ -53,9 +53,9 @@ def _best_action(logits):
     return probs.max(dim=-1)
 
 
-def _to_cpu(*tensors):
-    """One device->host transfer for several S x M float tensors -> float64 numpy arrays."""
-    stacked = torch.stack([t.float() for t in tensors], dim=-1).cpu().numpy().astype(np.float64)
+def host_arrays(stacked):
+    """S x M x k tensor -> k float64 S x M numpy arrays, in one device->host transfer."""
+    stacked = stacked.cpu().numpy().astype(np.float64)
     return [stacked[..., i] for i in range(stacked.shape[-1])]
 
 
@@ -80,9 +80,7 @@ def _prepare(anchors, now_steps, rates):
 
 def instance_arrays(class_logits, regression):
     """Per anchor on the CPU: (score, label, z0, z1) float64 S x M; one device->host transfer."""
-    score, label = _best_action(class_logits)
-    regression = torch.as_tensor(regression)
-    return _to_cpu(score, label, regression[..., 0], regression[..., 1])
+    return host_arrays(head_tensor({"class_logits": class_logits, "regression": regression}, "instance"))
 
 
 def instance_candidates(arrays, anchors, now_steps, rates, score_threshold=0.1):
@@ -110,8 +108,7 @@ def decode_instances(class_logits, regression, anchors, now_steps, rates, score_
 
 def point_arrays(point_logits, point_offset):
     """Per anchor on the CPU: (score, label, offset) float64 S x M; one device->host transfer."""
-    score, label = _best_action(point_logits)
-    return _to_cpu(score, label, torch.as_tensor(point_offset))
+    return host_arrays(head_tensor({"point_logits": point_logits, "point_offset": point_offset}, "point"))
 
 
 def point_candidates(arrays, anchors, now_steps, rates, score_threshold=0.1):
@@ -143,17 +140,28 @@ def decode_points(point_logits, point_offset, anchors, now_steps, rates, score_t
 MODES = ("instance", "point")
 
 
+def head_tensor(outputs, mode):
+    """On the model's device: S x M x k float32, per anchor the best action's probability, its
+    class index, then the head's numbers ((z0, z1) for "instance", the offset for "point")."""
+    if mode == "instance":
+        score, label = _best_action(outputs["class_logits"])
+        regression = torch.as_tensor(outputs["regression"])
+        parts = (score, label, regression[..., 0], regression[..., 1])
+    elif mode == "point":
+        score, label = _best_action(outputs["point_logits"])
+        parts = (score, label, torch.as_tensor(outputs["point_offset"]))
+    else:
+        raise ValueError(f"unknown inference mode {mode!r} (expected 'instance' or 'point')")
+    return torch.stack([t.float() for t in parts], dim=-1)
+
+
 def head_arrays(outputs, mode):
     """The decode's inputs for `mode` as float64 CPU arrays (S x M each), in one transfer.
 
     The engine checks these for NaN/inf (a non-finite logit makes its anchor's score NaN), so the
     check costs no second device sync.
     """
-    if mode == "instance":
-        return instance_arrays(outputs["class_logits"], outputs["regression"])
-    if mode == "point":
-        return point_arrays(outputs["point_logits"], outputs["point_offset"])
-    raise ValueError(f"unknown inference mode {mode!r} (expected 'instance' or 'point')")
+    return host_arrays(head_tensor(outputs, mode))
 
 
 def candidates(arrays, mode, anchors, now_steps, rates, score_threshold=0.1):

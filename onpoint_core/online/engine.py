@@ -22,7 +22,7 @@ import torch
 
 from ..config import PRECISIONS
 from ..errors import OnPointError
-from .decode import Candidates, candidates, head_arrays
+from .decode import Candidates, candidates, head_tensor, host_arrays
 from .onms import OnlineNMS
 
 PROPOSAL_COLUMNS = ["video_id", "label", "start", "end", "score", "gen_time"]
@@ -97,7 +97,7 @@ class StreamingEngine:
     """
 
     def __init__(self, model, meta, score_threshold=0.1, nms_iou=0.3, tiou_floor_seconds=1.0, device=None,
-                 precision="fp32"):
+                 precision="fp32", cuda_graphs=True):
         model = getattr(model, "module", model)
         config = dict(meta.get("config") or model.config)
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -122,6 +122,10 @@ class StreamingEngine:
             raise OnPointError(f"tIoU floor must be > 0 seconds, got {tiou_floor_seconds}")
         self.score_threshold, self.nms_iou, self.tiou_floor = float(score_threshold), float(nms_iou), float(
             tiou_floor_seconds)
+        # on CUDA a push of every stream replays one captured graph (forward + the decode's device
+        # part) instead of some hundred kernel launches; anything that cannot be captured runs eagerly
+        self.cuda_graphs = bool(cuda_graphs) and self.device.type == "cuda" and precision != "int8"
+        self._graph = None
         self.n_streams = 0
 
     def start(self, rates):
@@ -138,6 +142,8 @@ class StreamingEngine:
         self.nms = OnlineNMS(self.n_streams, self.num_classes, self.nms_iou, self.tiou_floor)
         self._offsets = torch.arange(1, self.window + 1, device=self.device)
         self._all = np.arange(self.n_streams)
+        if self._graph is not None and self._graph.batch != self.n_streams:
+            self._graph = None
         return self
 
     def _autocast(self):
@@ -155,7 +161,7 @@ class StreamingEngine:
             slot = int(slots[0])
             self.buffer[:, slot] = features
             self.buffer[:, slot + self.window] = features
-            return self.buffer[:, slot + 1:slot + 1 + self.window].contiguous()
+            return self.buffer[:, slot + 1:slot + 1 + self.window]
         rows_t = torch.as_tensor(rows, device=self.device)
         slot_t = torch.as_tensor(slots, device=self.device)
         feats = features if every else features[rows_t]
@@ -185,10 +191,7 @@ class StreamingEngine:
             rows = np.flatnonzero(active)
             if len(rows) == 0:
                 return Candidates.empty(), np.zeros(0)
-        windows = self._windows(features, rows)
-        with torch.inference_mode(), self._autocast():
-            outputs = self.model(windows, heads=self.mode)
-        arrays = head_arrays(outputs, self.mode)
+        arrays = host_arrays(self._heads(self._windows(features, rows)))
         bad = _nonfinite_rows(arrays)
         if bad is not None:
             raise NonFiniteOutput(rows[bad], self.steps[rows[bad]] - 1)
@@ -204,6 +207,25 @@ class StreamingEngine:
         chosen = chosen[np.lexsort((found.anchor[chosen], -found.score[chosen], found.stream[chosen]))]
         return found.take(chosen), now[chosen]
 
+    def _eager_heads(self, windows):
+        with torch.inference_mode(), self._autocast():
+            return head_tensor(self.model(windows.contiguous(), heads=self.mode), self.mode)
+
+    def _heads(self, windows):
+        """The network and the decode's device part on a batch of windows: S x M x k (decode.head_tensor)."""
+        if self.cuda_graphs and windows.shape[0] == self.n_streams:
+            if self._graph is None:
+                try:
+                    self._graph = _CapturedHeads(self._eager_heads, windows)
+                except Exception as exc:    # noqa: BLE001  capture is not possible here: eager from now on
+                    from ..progress import note
+
+                    note(f"CUDA graph capture failed ({str(exc).splitlines()[0]}); streaming without graphs")
+                    self.cuda_graphs = False
+                    return self._eager_heads(windows)
+            return self._graph(windows)
+        return self._eager_heads(windows)
+
     def push(self, features, active=None):
         """Advance the active streams by one step; per stream, the proposals emitted at this step.
 
@@ -217,6 +239,30 @@ class StreamingEngine:
             out[stream].append({"label": self.classes[label], "start": start, "end": end, "score": score,
                                 "gen_time": gen})
         return out
+
+
+class _CapturedHeads:
+    """A CUDA graph of `run` (windows -> S x M x k) for one batch shape: static input and output
+    buffers, warmed up on a side stream first (as torch's CUDA-graph notes ask). Replays run the
+    very kernels of the eager path, so the numbers are the eager path's."""
+
+    def __init__(self, run, example):
+        self.batch = example.shape[0]
+        self.inputs = example.contiguous().clone()
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                run(self.inputs)
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.outputs = run(self.inputs)
+
+    def __call__(self, windows):
+        self.inputs.copy_(windows)
+        self.graph.replay()
+        return self.outputs
 
 
 def _chunk_steps(batch, feature_dim, budget_bytes=64 << 20):
