@@ -121,8 +121,9 @@ def draw_curves(path, name, runs):
     from matplotlib import pyplot as plt
 
     figure, axis = plt.subplots(figsize=(6, 3.5))
-    for label, r in runs.items():
-        axis.plot(range(1, len(r["losses"]) + 1), r["losses"], label=f"{label} ({r['windows_per_second']:.0f} windows/s)")
+    for (label, r), style in zip(runs.items(), ("-", "--")):
+        axis.plot(range(1, len(r["losses"]) + 1), r["losses"], style,
+                  label=f"{label} ({r['windows_per_second']:.0f} windows/s)")
     axis.set(xlabel="training step (same batches)", ylabel="total loss", title=f"student training, {name} configuration")
     axis.legend()
     figure.tight_layout()
