@@ -77,11 +77,11 @@ def experiment_rows(exp_show):
             continue
         seen.add(key)
         student = params.get("student") or {}
-        others = json.loads(json.dumps(params, sort_keys=True, default=str))
+        others = _canonical(json.loads(json.dumps(params, sort_keys=True, default=str)))
         (others.get("student") or {}).pop("seed", None)
         rows.append({
             "params_without_seed": json.dumps(others, sort_keys=True),
-            "params": json.dumps(params, sort_keys=True, default=str),
+            "params": json.dumps(_canonical(params), sort_keys=True, default=str),
             "experiment": name, "rev": str(data.get("rev") or entry.get("rev")),
             "dataset": params.get("dataset"), "run": student.get("run"),
             "seed": student.get("seed"),
@@ -91,6 +91,18 @@ def experiment_rows(exp_show):
             "teacher_avg_0.1_0.7": (teacher.get("offline_test") or {}).get("avg_0.1_0.7"),
         })
     return rows
+
+
+def _canonical(value):
+    """Params with every number as a float: `-S key=0` writes 0 where params.yaml has 0.0, and
+    the two are the same run (grouping and de-duplication compare these)."""
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
 
 
 def point_noise(params):

@@ -561,3 +561,22 @@ def test_report_rows_leave_the_point_noise_study_to_its_own_report():
     baseline = _exp("main", "onpoint", 52, 20.0)["revs"][0]
     baseline["experiments"] = [noisy, exact]
     assert sorted(r["experiment"] for r in experiment_rows([baseline])) == ["main", "noise0-onpoint-s52"]
+
+
+def test_report_counts_a_run_once_when_a_key_was_set_as_0_for_0_0():
+    """`-S ...noise_seconds=0` stores 0 where params.yaml holds 0.0: the same run, the same seed,
+    so one member of the group, not a second seed 52 and not a second variant of the run."""
+    from onpoint_core.report import experiment_rows, summarise
+
+    def with_noise(exp, value):
+        exp["revs"][0]["data"]["params"]["params.yaml"]["data"]["datasets"] = {
+            "synthetic": {"points": {"noise_seconds": value}}}
+        return exp
+
+    baseline = with_noise(_exp("main", "onpoint", 52, 20.0), 0.0)["revs"][0]
+    baseline["experiments"] = [with_noise(_exp("noise0-onpoint-s52", "onpoint", 52, 20.0, "success"), 0),
+                               with_noise(_exp("a-s53", "onpoint", 53, 24.0, "success"), 0.0)]
+    summary = summarise(experiment_rows([baseline]))
+    assert list(summary) == [("synthetic", "onpoint")]
+    assert summary[("synthetic", "onpoint")]["seeds"] == [52, 53]
+    assert summary[("synthetic", "onpoint")]["avg_0.1_0.7"][0] == pytest.approx(22.0)
