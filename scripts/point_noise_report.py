@@ -1,7 +1,7 @@
 """Report of the point-noise study (scripts/run_point_noise.sh): avg mAP against the std of the
 noise added to the training points, from `dvc exp show --json`, beside the paper's THUMOS'14 trend.
 
-    python scripts/point_noise_report.py [--out reports/point_noise]
+    python scripts/point_noise_report.py [--out reports/point_noise] [--repo .]
 
 Writes <out>.md (table) and <out>.png (plot). Only experiments of the synthetic entry whose
 params differ from the commit's in the noise, the run and the seed are read.
@@ -64,9 +64,11 @@ def write_plot(path, table):
 
 @click.command()
 @click.option("--out", default="reports/point_noise", show_default=True, help="Path prefix of the .md and .png.")
+@click.option("--repo", default=".", show_default=True, type=click.Path(file_okay=False, exists=True),
+              help="The DVC repository whose experiments to read (a clone that ran the study).")
 @friendly_errors
-def main(out):
-    rows = noise_rows(read_experiments("."))
+def main(out, repo):
+    rows = noise_rows(read_experiments(repo))
     if not rows:
         raise click.ClickException("no finished noise-study experiments (run scripts/run_point_noise.sh)")
     lines = ["| run | noise std (s) | seeds | avg 0.1:0.5 | avg 0.1:0.7 | F1@0.5 |", "|---|---|---|---|---|---|"]
