@@ -220,7 +220,8 @@ class StreamingEngine:
                 except Exception as exc:    # noqa: BLE001  capture is not possible here: eager from now on
                     from ..progress import note
 
-                    note(f"CUDA graph capture failed ({str(exc).splitlines()[0]}); streaming without graphs")
+                    reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+                    note(f"CUDA graph capture failed ({reason}); streaming without graphs")
                     self.cuda_graphs = False
                     return self._eager_heads(windows)
             return self._graph(windows)
@@ -256,8 +257,15 @@ class _CapturedHeads:
                 run(self.inputs)
         torch.cuda.current_stream().wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.outputs = run(self.inputs)
+        caller = torch.cuda.current_stream()
+        try:
+            # thread_local: CUDA calls of other threads (data-loader pinning, NCCL) during the
+            # capture neither fail nor invalidate it
+            with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
+                self.outputs = run(self.inputs)
+        except Exception:
+            torch.cuda.set_stream(caller)     # a failed capture can leave torch's capture stream current
+            raise
 
     def __call__(self, windows):
         self.inputs.copy_(windows)
