@@ -78,13 +78,8 @@ def _prepare(anchors, now_steps, rates):
     return anchors[None, :], now_steps[:, None], rates
 
 
-def instance_arrays(class_logits, regression):
-    """Per anchor on the CPU: (score, label, z0, z1) float64 S x M; one device->host transfer."""
-    return host_arrays(head_tensor({"class_logits": class_logits, "regression": regression}, "instance"))
-
-
 def instance_candidates(arrays, anchors, now_steps, rates, score_threshold=0.1):
-    """Candidates from `instance_arrays` (see decode_instances)."""
+    """Candidates from `head_arrays(outputs, "instance")`: (score, label, z0, z1) (see decode_instances)."""
     score, label, z0, z1 = arrays
     lengths, now, rates = _prepare(anchors, now_steps, rates)
     end_steps = now + lengths * z0
@@ -102,17 +97,12 @@ def decode_instances(class_logits, regression, anchors, now_steps, rates, score_
     softmax probability >= score_threshold; end = now + L*z0, length = L*exp(z1),
     start = end - length (steps, then seconds); score = that probability.
     """
-    return instance_candidates(instance_arrays(class_logits, regression), anchors, now_steps, rates,
-                               score_threshold)
-
-
-def point_arrays(point_logits, point_offset):
-    """Per anchor on the CPU: (score, label, offset) float64 S x M; one device->host transfer."""
-    return host_arrays(head_tensor({"point_logits": point_logits, "point_offset": point_offset}, "point"))
+    return decode({"class_logits": class_logits, "regression": regression}, "instance", anchors, now_steps, rates,
+                  score_threshold)
 
 
 def point_candidates(arrays, anchors, now_steps, rates, score_threshold=0.1):
-    """Candidates from `point_arrays` (see decode_points)."""
+    """Candidates from `head_arrays(outputs, "point")`: (score, label, offset) (see decode_points)."""
     score, label, offset = arrays
     lengths, now, rates = _prepare(anchors, now_steps, rates)
     shift = np.clip(offset, -0.5, 0.5) * lengths
@@ -134,7 +124,8 @@ def decode_points(point_logits, point_offset, anchors, now_steps, rates, score_t
     complete from a later step. (The method text regresses |d| and shifts toward the past, which
     puts every such segment on the wrong side of its point: a documented departure.)
     """
-    return point_candidates(point_arrays(point_logits, point_offset), anchors, now_steps, rates, score_threshold)
+    return decode({"point_logits": point_logits, "point_offset": point_offset}, "point", anchors, now_steps, rates,
+                  score_threshold)
 
 
 MODES = ("instance", "point")
