@@ -276,6 +276,8 @@ def card_command(model_path, metrics_path, out_path):
 @click.option("--all-commits", is_flag=True, help="Experiments of every commit, not only of the current one.")
 @click.option("--dataset", "datasets", multiple=True,
               help="Only experiments on this params.yaml dataset entry (repeatable); default: all.")
+@click.option("--exclude", "excluded", multiple=True, metavar="GLOB",
+              help="Leave out experiments whose name matches this shell pattern (repeatable), e.g. 'probe-*'.")
 @click.option("--readme", type=click.Path(exists=True, dir_okay=False),
               help="Also write the table into this file, between <!-- BLOCK:start --> and <!-- BLOCK:end -->.")
 @click.option("--block", default="comparison", show_default=True, help="Marker name for --readme.")
@@ -283,8 +285,9 @@ def card_command(model_path, metrics_path, out_path):
               help="Also write one self-contained HTML page (images inline, no CDN): the table, the bar chart, each "
                    "row's PR curve and the workspace run's plots.")
 @friendly_errors
-def report_command(repo, out, png, all_commits, datasets, readme, block, html_path):
+def report_command(repo, out, png, all_commits, datasets, excluded, readme, block, html_path):
     """Compare the DVC experiments (dvc exp show --json): Markdown table + bar chart, seeds averaged."""
+    import fnmatch
     import subprocess
 
     from .errors import OnPointError
@@ -301,6 +304,7 @@ def report_command(repo, out, png, all_commits, datasets, readme, block, html_pa
     rows = experiment_rows(read_experiments(repo, all_commits=all_commits))
     if datasets:
         rows = [row for row in rows if row["dataset"] in datasets]
+    rows = [row for row in rows if not any(fnmatch.fnmatchcase(str(row["experiment"]), g) for g in excluded)]
     if not rows:
         wanted = f" on {', '.join(datasets)}" if datasets else ""
         raise OnPointError(f"{repo}: no experiment{wanted} has metrics/online_eval.json yet (run dvc repro or dvc exp run)")
@@ -308,7 +312,9 @@ def report_command(repo, out, png, all_commits, datasets, readme, block, html_pa
     header = (f"Produced by `onpoint report` from `dvc exp show` at commit {commit or 'unknown'}; "
               f"{len(rows)} experiments, each params.yaml of that commit with `dataset`, `student.run` and "
               f"`student.seed` set (`dvc exp show` lists all their params). Mean ± sample standard deviation "
-              f"over seeds. The paper column is THUMOS'14 (docs/method.md 7), printed for orientation only.\n")
+              f"over seeds. `val avg 0.1:0.7` is the val videos' score of the kept epoch (the convergence rule selects on it; "
+              f"the other columns are the test split). The paper column is THUMOS'14 (docs/method.md 7), printed for "
+              f"orientation only.\n")
     summary = summarise(rows)
     table = markdown(summary, header)
     if readme:

@@ -50,17 +50,18 @@ def _figure(png, caption, width=None):
 def _table(summary, dataset):
     runs = _ordered(r for d, r in summary if d == dataset)
     head = (["run", "seeds"] + [f"mAP@{t}" for t in THRESHOLDS]
-            + ["avg 0.1:0.5", "avg 0.1:0.7", "F1@0.5", "AEDT (s)"])
+            + ["avg 0.1:0.5", "avg 0.1:0.7", "F1@0.5", "AEDT (s)", "val avg 0.1:0.7"])
     rows = ["<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
     for run in runs:
         s = summary[(dataset, run)]
         cells = ([run, str(len(s["seeds"]))] + [_cell(s[t]) for t in THRESHOLDS]
-                 + [_cell(s["avg_0.1_0.5"]), _cell(s["avg_0.1_0.7"]), _cell(s["f1_0.5"]), _cell(s["aedt"], 2)])
+                 + [_cell(s["avg_0.1_0.5"]), _cell(s["avg_0.1_0.7"]), _cell(s["f1_0.5"]), _cell(s["aedt"], 2),
+                    _cell(s["val_avg_0.1_0.7"])])
         rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     teacher = [summary[(dataset, r)]["teacher_avg_0.1_0.7"][0] for r in runs]
     teacher = [t for t in teacher if t is not None]
     if teacher:
-        cells = ["offline teacher (sees whole videos)"] + [""] * (len(head) - 4) + [f"{teacher[0]:.1f}", "", ""]
+        cells = ["offline teacher (sees whole videos)"] + [""] * (len(head) - 5) + [f"{teacher[0]:.1f}", "", "", ""]
         rows.append('<tr class="teacher">' + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     return '<div class="scroll"><table>' + "".join(rows) + "</table></div>"
 

@@ -580,3 +580,45 @@ def test_report_counts_a_run_once_when_a_key_was_set_as_0_for_0_0():
     assert list(summary) == [("synthetic", "onpoint")]
     assert summary[("synthetic", "onpoint")]["seeds"] == [52, 53]
     assert summary[("synthetic", "onpoint")]["avg_0.1_0.7"][0] == pytest.approx(22.0)
+
+
+def test_report_shows_the_val_score_each_row_was_selected_on():
+    """The convergence rule selects on val; the table shows that score beside the test columns,
+    so "the fully supervised reference is best on val and on test" can be read off it."""
+    from onpoint_core.report import experiment_rows, markdown, summarise
+
+    def with_val(exp, val):
+        exp["revs"][0]["data"]["metrics"]["metrics/student_train.json"] = {"data": {"val_avg_0.1_0.7": val}}
+        return exp
+
+    baseline = with_val(_exp("main", "onpoint", 52, 20.0), 30.0)["revs"][0]
+    baseline["experiments"] = [with_val(_exp("a-s53", "onpoint", 53, 24.0, "success"), 34.0)]
+    summary = summarise(experiment_rows([baseline]))
+    assert summary[("synthetic", "onpoint")]["val_avg_0.1_0.7"][0] == pytest.approx(32.0)
+    table = markdown(summary)
+    header = next(line for line in table.splitlines() if line.startswith("| run |"))
+    row = next(line for line in table.splitlines() if line.startswith("| onpoint |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    column = [c.strip() for c in header.strip("|").split("|")].index("val avg 0.1:0.7")
+    assert cells[column] == "32.0 ± 2.8"
+
+
+def test_report_command_leaves_out_excluded_experiments(tmp_path, monkeypatch):
+    """`--exclude 'probe-*'`: probes of one row (other params) stay out of the comparison table."""
+    from click.testing import CliRunner
+
+    from onpoint_core import cli, report
+
+    probe = _exp("probe-p4-onpoint-s54", "onpoint", 54, 99.0, "success")
+    probe["revs"][0]["data"]["params"]["params.yaml"]["data"]["student"]["patience"] = 4
+    baseline = _exp("main", "onpoint", 52, 20.0)["revs"][0]
+    baseline["experiments"] = [probe]
+    monkeypatch.setattr(report, "read_experiments", lambda repo, all_commits=False: [baseline])
+    out = tmp_path / "table.md"
+    args = ["report", "--repo", str(tmp_path), "--out", str(out), "--png", str(tmp_path / "bars.png")]
+    assert CliRunner().invoke(cli.main, args).exit_code == 0
+    assert "probe-p4-onpoint-s54" in out.read_text()
+    result = CliRunner().invoke(cli.main, args + ["--exclude", "probe-*"])
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert "probe" not in text and "| onpoint | 1 |" in text
