@@ -31,6 +31,19 @@ PAPER_THUMOS = {
 }
 PAPER_ABLATION_DROP = {"no_cass_anticipation": -4.4, "no_calibration": -2.0, "no_point_supervision": -3.5}
 
+# The paper's orderings (THUMOS'14, avg mAP 0.1:0.7): (higher run, lower run, wording, paper gap or None)
+ORDERINGS = (
+    ("onpoint", "teacher_oat", "OnPoint > teacher + OAT", PAPER_THUMOS["onpoint"][2] - PAPER_THUMOS["teacher_oat"][2]),
+    ("onpoint", "distillation_free", "OnPoint > distillation-free",
+     PAPER_THUMOS["onpoint"][2] - PAPER_THUMOS["distillation_free"][2]),
+    ("teacher_oat", "distillation_free", "teacher + OAT > distillation-free",
+     PAPER_THUMOS["teacher_oat"][2] - PAPER_THUMOS["distillation_free"][2]),
+    ("fully_supervised", "onpoint", "fully supervised >= OnPoint (upper bound)", None),
+    ("onpoint", "no_cass_anticipation", "OnPoint > without CASS + anticipation", -PAPER_ABLATION_DROP["no_cass_anticipation"]),
+    ("onpoint", "no_calibration", "OnPoint > without calibration", -PAPER_ABLATION_DROP["no_calibration"]),
+    ("onpoint", "no_point_supervision", "OnPoint > without point supervision", -PAPER_ABLATION_DROP["no_point_supervision"]),
+)
+
 
 def read_experiments(repo=".", all_commits=False, dvc=None):
     """`dvc exp show --json` of `repo` as parsed JSON (one-line error when DVC fails); experiments
@@ -164,6 +177,39 @@ def _cell(pair, digits=1):
     return f"{mean:.{digits}f}" if spread is None else f"{mean:.{digits}f} ± {spread:.{digits}f}"
 
 
+def verdict(gap, spread_a, spread_b):
+    """Whether `gap` (higher run minus lower run) holds beyond 2 sd: twice the larger of the two
+    rows' sample standard deviations (a conservative rule for 3 seeds). None: fewer than 2 seeds."""
+    if spread_a is None or spread_b is None:
+        return "one seed: no sd" if gap > 0 else "reversed, one seed: no sd"
+    threshold = 2 * max(spread_a, spread_b)
+    if gap > threshold:
+        return "holds beyond 2 sd"
+    if gap > 0:
+        return "same sign, within 2 sd"
+    return "reversed beyond 2 sd" if -gap > threshold else "reversed, within 2 sd"
+
+
+def orderings(summary, dataset):
+    """The paper's orderings on one dataset's rows, as Markdown lines (rows not run are said so)."""
+    lines = ["| ordering (paper) | paper gap | our gap (avg 0.1:0.7) | 2 x larger sd | seeds | verdict |",
+             "|---|---|---|---|---|---|"]
+    for high, low, text, paper in ORDERINGS:
+        paper_cell = "" if paper is None else f"{paper:+.1f}"
+        if (dataset, high) not in summary or (dataset, low) not in summary:
+            lines.append(f"| {text} | {paper_cell} | not run yet | | | |")
+            continue
+        (mean_a, sd_a), (mean_b, sd_b) = summary[(dataset, high)]["avg_0.1_0.7"], summary[(dataset, low)]["avg_0.1_0.7"]
+        if mean_a is None or mean_b is None:
+            lines.append(f"| {text} | {paper_cell} | n/a | | | |")
+            continue
+        gap = mean_a - mean_b
+        threshold = "" if sd_a is None or sd_b is None else f"{2 * max(sd_a, sd_b):.1f}"
+        seeds = f"{len(summary[(dataset, high)]['seeds'])} / {len(summary[(dataset, low)]['seeds'])}"
+        lines.append(f"| {text} | {paper_cell} | {gap:+.1f} | {threshold} | {seeds} | {verdict(gap, sd_a, sd_b)} |")
+    return lines
+
+
 def markdown(summary, header=""):
     """The comparison as Markdown: per dataset, our rows, then the paper's THUMOS'14 rows."""
     lines = [header] if header else []
@@ -190,6 +236,8 @@ def markdown(summary, header=""):
         if teacher:
             cells = ["offline teacher (sees whole videos)", ""] + [""] * (len(THRESHOLDS) + 1) + [f"{teacher[0]:.1f}"] + [""] * 4
             lines.append("| " + " | ".join(cells) + " |")
+        lines += ["", f"The paper's orderings on {dataset} (avg mAP 0.1:0.7; a gap holds beyond 2 sd when it exceeds "
+                  "twice the larger of the two rows' sample sd over seeds):", ""] + orderings(summary, dataset)
         lines.append("")
     return "\n".join(lines)
 

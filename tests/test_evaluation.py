@@ -622,3 +622,21 @@ def test_report_command_leaves_out_excluded_experiments(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     text = out.read_text()
     assert "probe" not in text and "| onpoint | 1 |" in text
+
+
+def test_report_judges_the_paper_orderings_by_twice_the_larger_sd():
+    """The orderings table is part of the report (so the README's verdicts come from a command):
+    a gap beyond twice the larger sd holds, a smaller positive one is within 2 sd, a negative one
+    is reversed; a pair with a row not run says so."""
+    from onpoint_core.report import orderings, verdict
+
+    assert verdict(5.0, 1.0, 2.0) == "holds beyond 2 sd"
+    assert verdict(3.0, 1.0, 2.0) == "same sign, within 2 sd"
+    assert verdict(-3.0, 1.0, 2.0) == "reversed, within 2 sd"
+    assert verdict(-5.0, 1.0, 2.0) == "reversed beyond 2 sd"
+    assert verdict(1.0, None, 2.0) == "one seed: no sd"
+    summary = {("synthetic", "onpoint"): {"avg_0.1_0.7": (40.0, 1.0), "seeds": [52, 53, 54]},
+               ("synthetic", "teacher_oat"): {"avg_0.1_0.7": (30.0, 2.0), "seeds": [52, 53, 54]}}
+    lines = orderings(summary, "synthetic")
+    assert "| OnPoint > teacher + OAT | +4.8 | +10.0 | 4.0 | 3 / 3 | holds beyond 2 sd |" in lines
+    assert any(line.startswith("| OnPoint > distillation-free | +26.3 | not run yet") for line in lines)
