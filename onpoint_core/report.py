@@ -179,7 +179,8 @@ def _cell(pair, digits=1):
 
 def verdict(gap, spread_a, spread_b):
     """Whether `gap` (higher run minus lower run) holds beyond 2 sd: twice the larger of the two
-    rows' sample standard deviations (a conservative rule for 3 seeds). None: fewer than 2 seeds."""
+    rows' sample standard deviations (a conservative rule for 3 seeds). A spread of None (one
+    seed) leaves no sd to judge by, and the verdict says so."""
     if spread_a is None or spread_b is None:
         return "one seed: no sd" if gap > 0 else "reversed, one seed: no sd"
     threshold = 2 * max(spread_a, spread_b)

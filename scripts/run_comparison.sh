@@ -25,13 +25,12 @@ RUNS="onpoint teacher_oat distillation_free fully_supervised no_cass_anticipatio
 
 teacher_of() { case $1 in synthetic_dense|egtea*|hoi4d) echo tsaspc ;; *) echo hrpro ;; esac; }
 
-baseline_dataset=$(python -c "import yaml; print(yaml.safe_load(open('params.yaml'))['dataset'])")
-baseline_teacher=$(python -c "import yaml; print(yaml.safe_load(open('params.yaml'))['teacher'])")
+baseline=$(python -c "import yaml; p = yaml.safe_load(open('params.yaml')); print(p['dataset'] + '/' + p['teacher'])")
 dvc repro pseudo_segments
 restore() { git checkout -- params.yaml dvc.lock metrics plots && dvc checkout --quiet || true; }
 for dataset in $DATASETS; do
   teacher=$(teacher_of "$dataset")
-  [ "$dataset/$teacher" = "$baseline_dataset/$baseline_teacher" ] && continue
+  [ "$dataset/$teacher" = "$baseline" ] && continue
   trap restore EXIT
   OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 dvc exp run -S "dataset=$dataset" -S "teacher=$teacher" pseudo_segments \
       -n "teacher-$dataset"

@@ -15,6 +15,7 @@ Reads nothing of the test split that the pipeline does not already report; choos
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 from pathlib import Path
@@ -57,7 +58,6 @@ def test_proposals(repo, ref):
 
 def _selection_gain(repo, ref, kept):
     """Kept val score minus the mean val score of the epochs after the first LR decay."""
-    import io
     epochs = pd.read_csv(io.StringIO(_git(repo, "show", f"{ref}:metrics/student_epochs.csv")))
     after = epochs[epochs.lr < epochs.lr.iloc[0]]
     return kept - float(after.val_avg.mean()) if len(after) else 0.0
@@ -73,9 +73,9 @@ def _score(dataset, proposals, videos):
     return _evaluate(dataset, proposals, videos)["avg_0.1_0.7"]
 
 
-def _per_class(dataset, proposals, videos):
-    """{class: AP averaged over the tIoU thresholds 0.1:0.7} on `videos`."""
-    return {c: float(np.mean(list(aps.values()))) for c, aps in _evaluate(dataset, proposals, videos)["per_class"].items()}
+def _per_class(result):
+    """{class: AP averaged over the tIoU thresholds 0.1:0.7} of one evaluate_detections result."""
+    return {c: float(np.mean(list(aps.values()))) for c, aps in result["per_class"].items()}
 
 
 @click.command()
@@ -108,8 +108,9 @@ def main(repo, dataset_name, seeds, subsets):
             selection_gain.setdefault(run, []).append(_selection_gain(repo, refs[name], val_score))
             proposals = test_proposals(repo, refs[name])
             on_draws = np.array([_score(dataset, proposals, d) for d in draws])
-            by_run.setdefault(run, []).append((val_score, _score(dataset, proposals, test), on_draws))
-            classes.setdefault(run, []).append(_per_class(dataset, proposals, test))
+            on_test = _evaluate(dataset, proposals, test)
+            by_run.setdefault(run, []).append((val_score, on_test["avg_0.1_0.7"], on_draws))
+            classes.setdefault(run, []).append(_per_class(on_test))
             click.echo(f"{name}: val {val_score:.1f}, test {by_run[run][-1][1]:.1f}, "
                        f"test subsets of {len(val)} videos {on_draws.mean():.1f} ± {on_draws.std():.1f}")
     table = pd.DataFrame({run: pd.DataFrame(rows).mean() for run, rows in classes.items()}).round(1)
