@@ -101,9 +101,11 @@ def _subset_map(pairs):
               help="LACP points CSV (HR-Pro's point_gaussian.csv) to ship with the dataset.")
 @click.option("--profile", type=click.Choice(["sparse", "dense"]), default="sparse", show_default=True,
               help="The feature knobs: the `generator` of the first synthetic dataset entry of this profile.")
+@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="Share of the file's training videos carved out as `val` (default: the profile generator's).")
 @click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False))
 @friendly_errors
-def synth_command(annotations, out, points_csv, profile, params_path):
+def synth_command(annotations, out, points_csv, profile, val_fraction, params_path):
     """Synthesize features along the real segments of an ANNOTATIONS file into OUT.
 
     The annotation-driven mode of the synthetic benchmark: THUMOS'14 or EGTEA timing, synthetic
@@ -115,6 +117,8 @@ def synth_command(annotations, out, points_csv, profile, params_path):
     from .data.synthetic import synthesize_from_annotations
 
     syn = generator_for_profile(read_params_file(params_path), profile, params_path).as_dict()
+    if val_fraction is not None:   # a real annotation file has its own size: 200 THUMOS training videos need less than 80
+        syn["val_fraction"] = val_fraction
     summary = synthesize_from_annotations(annotations, syn, out, points_csv=points_csv)
     click.echo(json.dumps(summary, indent=2))
 
