@@ -7,9 +7,12 @@ epoch's val score (metrics/student_train.json) and the test proposals (data/onli
 experiment, from the clone's DVC cache), then:
 - prints which classes the val and test videos hold (val mAP averages only over the classes
   present);
+- prints how long the instances of each split are (mean, share longer than 8 s);
 - scores the test proposals on random subsets of as many test videos as val has: the spread an
   honest val split of that size would show. A row gap on val far outside that spread says the
-  split itself, not its size, ranks the rows differently.
+  split itself, not its size, ranks the rows differently;
+- scores them on the test videos with the longest actions (mean instance length; the half, and as
+  many videos as val has) against the rest: whether the rows' order depends on action length.
 Reads nothing of the test split that the pipeline does not already report; chooses nothing.
 """
 
@@ -73,6 +76,20 @@ def _score(dataset, proposals, videos):
     return _evaluate(dataset, proposals, videos)["avg_0.1_0.7"]
 
 
+def _lengths(dataset, labels):
+    """Per split: instances, mean length (s), share longer than 8 s."""
+    length = labels.end - labels.start
+    return pd.DataFrame({"instances": labels.groupby("subset").size(),
+                         "mean length (s)": length.groupby(labels.subset).mean().round(2),
+                         "share > 8 s": (length > 8).groupby(labels.subset).mean().round(3)})
+
+
+def _longest_first(dataset, test):
+    """The test videos sorted by the mean length of their instances, longest first."""
+    segments = dataset.segments[dataset.segments.video_id.isin(test)]
+    return list((segments.end - segments.start).groupby(segments.video_id).mean().sort_values(ascending=False).index)
+
+
 def _per_class(result):
     """{class: AP averaged over the tIoU thresholds 0.1:0.7} of one evaluate_detections result."""
     return {c: float(np.mean(list(aps.values()))) for c, aps in result["per_class"].items()}
@@ -92,13 +109,17 @@ def main(repo, dataset_name, seeds, subsets):
     labels = dataset.segments.assign(subset=dataset.segments.video_id.map(subset_of))
     share = pd.crosstab(labels.label, labels.subset, normalize="columns").round(3)
     click.echo(f"{len(val)} val videos, {len(test)} test videos; share of instances per class:\n{share.to_string()}")
+    click.echo(f"instance lengths per split:\n{_lengths(dataset, labels).to_string()}")
     missing = sorted(set(dataset.classes) - set(labels[labels.subset == "val"].label))
     click.echo(f"classes without any val instance: {', '.join(missing) or 'none'}")
 
     refs = experiment_refs(repo)
     rng = np.random.default_rng(0)
     draws = [rng.choice(test, len(val), replace=False) for _ in range(subsets)]
-    by_run, classes, selection_gain = {}, {}, {}
+    longest = _longest_first(dataset, test)
+    length_groups = {f"longest {len(val)}": longest[:len(val)], f"longest half": longest[:len(longest) // 2],
+                     "shorter half": longest[len(longest) // 2:]}
+    by_run, classes, selection_gain, by_length = {}, {}, {}, {}
     for run in RUNS:
         for seed in seeds.split(","):
             name = f"{dataset_name}-{run}-s{seed}"
@@ -111,6 +132,7 @@ def main(repo, dataset_name, seeds, subsets):
             on_test = _evaluate(dataset, proposals, test)
             by_run.setdefault(run, []).append((val_score, on_test["avg_0.1_0.7"], on_draws))
             classes.setdefault(run, []).append(_per_class(on_test))
+            by_length.setdefault(run, []).append({g: _score(dataset, proposals, v) for g, v in length_groups.items()})
             click.echo(f"{name}: val {val_score:.1f}, test {by_run[run][-1][1]:.1f}, "
                        f"test subsets of {len(val)} videos {on_draws.mean():.1f} ± {on_draws.std():.1f}")
     table = pd.DataFrame({run: pd.DataFrame(rows).mean() for run, rows in classes.items()}).round(1)
@@ -119,6 +141,9 @@ def main(repo, dataset_name, seeds, subsets):
     present = table[table["in val"] == "yes"].drop(columns="in val").mean()
     click.echo("test, mean AP over the classes val holds: "
                + ", ".join(f"{run} {value:.1f}" for run, value in present.items()))
+    lengths = pd.DataFrame({run: pd.DataFrame(rows).mean() for run, rows in by_length.items()}).round(1)
+    click.echo(f"test avg 0.1:0.7 on the test videos grouped by mean action length (mean over seeds):\n"
+               f"{lengths.to_string()}")
     click.echo("kept epoch's val score minus the mean val score of the epochs after the first LR decay "
                "(what picking the best of noisy epochs adds): "
                + ", ".join(f"{run} {np.mean(g):+.1f}" for run, g in selection_gain.items()))

@@ -291,3 +291,15 @@ def test_loading_a_folder_without_meta_json_names_the_file(tmp_path, raw_params)
     (tmp_path / "d" / "meta.json").unlink()
     with pytest.raises(OnPointError, match="meta.json: missing"):
         load_dataset(tmp_path / "d")
+
+
+def test_synth_val_fraction_option_carves_that_share(tmp_path, raw_params):
+    """`--val-fraction` replaces the profile generator's share (an annotation file has its own size)."""
+    ann = _annotations(tmp_path / "ann.json")               # 5 training videos
+    assert _synth(ann, tmp_path / "own").exit_code == 0
+    own = round(5 * raw_params["datasets"]["synthetic"]["generator"]["val_fraction"])
+    assert len(load_dataset(tmp_path / "own").video_ids("val")) == own
+    assert _synth(ann, tmp_path / "more", "--val-fraction", 0.6).exit_code == 0
+    assert len(load_dataset(tmp_path / "more").video_ids("val")) == 3 != own
+    result = _synth(ann, tmp_path / "bad", "--val-fraction", 1.0)
+    assert result.exit_code == 2 and "--val-fraction" in result.output and not (tmp_path / "bad").exists()
