@@ -2,6 +2,7 @@
 
     python scripts/probe_val.py teacher_oat --set loss_weights.regression=0.1
     python scripts/probe_val.py onpoint --set lr=3e-4 --set decoder_layers=2
+    python scripts/probe_val.py onpoint --data gamma=0.1      # a key of the dataset entry the student reads
 
 How the cpu recipe's student settings were chosen (README, "Online student"): it reads the
 outputs of the default `dvc repro` (dataset, points, pseudo segments, teacher cache) and what the
@@ -47,14 +48,23 @@ def _apply(student, assignment):
 @click.command()
 @click.argument("run")
 @click.option("--set", "changes", multiple=True, help="student.KEY=VALUE (repeatable), e.g. lr=3e-4.")
+@click.option("--data", "data_changes", multiple=True,
+              help="KEY=VALUE (repeatable) of the dataset entry's student keys: gamma, train_stride.")
 @click.option("--params", "params_path", default="params.yaml", show_default=True)
 @friendly_errors
-def main(run, changes, params_path):
+def main(run, changes, data_changes, params_path):
     cfg = load_stage("student_train", params_path)
     student = cfg.student.replace(run=run)
     for change in changes:
         student = _apply(student, change)
-    cfg = StageParams(cfg.stage, {**cfg.objects, "student": student}, cfg.view)
+    data = cfg.data
+    for change in data_changes:
+        key, _, value = change.partition("=")
+        if key not in ("gamma", "train_stride"):
+            raise click.BadParameter(f"{key!r}: only gamma and train_stride (window and anchors would also need "
+                                     "other windows, targets and network)", param_hint="--data")
+        data = data.replace(**{key: type(getattr(data, key))(yaml.safe_load(value))})
+    cfg = StageParams(cfg.stage, {**cfg.objects, "student": student, "data": data}, cfg.view)
     online_cfg = load_stage("online_eval", params_path).online
     dataset = load_dataset("data/dataset", check_files=False)
     paths = {"points": "data/points/points.parquet", "pseudo": "data/pseudo/pseudo_segments.parquet",
@@ -68,7 +78,7 @@ def main(run, changes, params_path):
     proposals, _ = online.stream_subset(online.engine_for(student, meta, online_cfg), dataset, subset="val",
                                         progress=False)
     result, _ = online.score(dataset, proposals, subset="val")
-    print(json.dumps({"run": run, "set": list(changes), "final_loss": round(summary["final_loss"], 4),
+    print(json.dumps({"run": run, "set": list(changes), "data": list(data_changes), "final_loss": round(summary["final_loss"], 4),
                       **{f"val_{k}": round(result[k], 2) for k in ("avg_0.1_0.5", "avg_0.1_0.7", "f1_0.5")},
                       "val_proposals": int(result["num_pred"]), "seconds": round(time.perf_counter() - began)}))
 

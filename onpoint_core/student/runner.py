@@ -90,11 +90,13 @@ def val_scorer(dataset, variant, selection, batch_size=64):
     return evaluate
 
 
-def train(cfg, dataset, paths, *, rank=0, world_size=1, device=None, progress=True, on_epoch=None, on_batch=None):
+def train(cfg, dataset, paths, *, rank=0, world_size=1, device=None, progress=True, on_epoch=None, on_batch=None,
+          inputs=None):
     """Train the run's student by the convergence rule (training.train_student, val_scorer);
-    returns (model, variant, history, summary)."""
+    returns (model, variant, history, summary). `inputs` (variant, StudentVideos) replaces what
+    gather_inputs reads for the run: diagnostics only (scripts/oracle_teacher.py), never a stage."""
     device = device or pick_device()
-    variant, videos = gather_inputs(cfg, dataset, paths)
+    variant, videos = inputs or gather_inputs(cfg, dataset, paths)
     data_cfg = cfg.data
     windows = WindowData(videos, dataset.num_classes, data_cfg.window, list(data_cfg.anchors),
                          data_cfg.anticipation, device=device)
