@@ -1,6 +1,7 @@
 """OnPoint with a perfect teacher: how far can the student get when every teacher target is the truth?
 
     python scripts/oracle_teacher.py                 # after `dvc repro` (reads its dataset and points)
+    python scripts/oracle_teacher.py --run oracle_frames       # only the CAS / class probabilities from GT
     python scripts/oracle_teacher.py --run fully_supervised    # the same script's reference row
 
 The fully supervised reference of the comparison is OAT trained on ground-truth segments with the
@@ -9,8 +10,10 @@ probabilities (L_ant) and the points (L_pnt). When OnPoint scores above the refe
 auxiliary losses, or a reference that fell short? This trains the OnPoint network with the
 teacher replaced by the ground truth of the training videos: pseudo segments = GT segments, CAS =
 the GT frame labels one-hot (background last), class probabilities = the same without background;
-points from the points stage, as OnPoint. It reads GT segments of training videos, so like the
-fully supervised run it is a reference, never a POTAL number.
+points from the points stage, as OnPoint. `oracle_frames` replaces only the frame targets (CAS
+and class probabilities) and keeps the teacher's pseudo segments: is it the teacher's CAS that
+holds OnPoint back? Both read GT of training videos, so like the fully supervised run they are
+references, never POTAL numbers.
 
 The run trains by the same convergence rule as every row (epoch chosen on val) and prints one JSON
 line: the kept epoch's val score and the test score of that epoch (reported, never chosen on).
@@ -33,7 +36,7 @@ from onpoint_core.errors import friendly_errors
 from onpoint_core.online import runner as online
 from onpoint_core.student import runner
 from onpoint_core.student.checkpoint import load_student
-from onpoint_core.student.inputs import student_videos
+from onpoint_core.student.inputs import read_pseudo_segments, student_videos
 from onpoint_core.student.variants import RUNS
 
 
@@ -49,13 +52,17 @@ def ground_truth_frames(dataset, video):
     return frames
 
 
-def oracle_inputs(dataset, points):
-    """OnPoint's variant and training videos, every teacher target replaced by the ground truth."""
-    variant = replace(RUNS["onpoint"], instance_targets="gt")       # GT segments as the pseudo segments
+def oracle_inputs(dataset, points, pseudo=None):
+    """OnPoint's variant and training videos with the teacher's frame targets (CAS, class
+    probabilities) replaced by the ground truth, and its pseudo segments too unless `pseudo` (the
+    teacher's table) is given."""
+    variant = replace(RUNS["onpoint"], instance_targets="gt" if pseudo is None else "pseudo")
     reader = replace(variant, cass=False, anticipation=False)        # read no teacher cache
-    videos = student_videos(dataset, runner.TRAIN_SUBSETS, reader, points=points)
+    videos = student_videos(dataset, runner.TRAIN_SUBSETS, reader, points=points, pseudo=pseudo)
+    segments = {v.video_id: v for v in student_videos(dataset, runner.TRAIN_SUBSETS,
+                                                        replace(reader, instance_targets="gt", points=False))}
     for video in videos:
-        video.teacher_cas = ground_truth_frames(dataset, video)
+        video.teacher_cas = ground_truth_frames(dataset, segments[video.video_id])
         video.teacher_class_prob = video.teacher_cas[:, :-1].copy()
     return variant, videos
 
@@ -68,21 +75,26 @@ def _scores(model_and_meta, dataset, online_cfg, subset):
 
 
 @click.command()
-@click.option("--run", default="oracle", show_default=True, type=click.Choice(["oracle", "fully_supervised"]),
-              help="oracle: OnPoint with ground-truth teacher targets; fully_supervised: the reference row, "
-                   "trained and scored by this same script.")
+@click.option("--run", default="oracle", show_default=True,
+              type=click.Choice(["oracle", "oracle_frames", "fully_supervised"]),
+              help="oracle: OnPoint with ground-truth teacher targets; oracle_frames: only the CAS and class "
+                   "probabilities from the ground truth, the teacher's pseudo segments kept; "
+                   "fully_supervised: the reference row, trained and scored by this same script.")
 @click.option("--seed", type=int, default=None, help="student.seed (default: params.yaml's).")
 @click.option("--params", "params_path", default="params.yaml", show_default=True)
 @friendly_errors
 def main(run, seed, params_path):
     cfg = load_stage("student_train", params_path)
-    student = cfg.student.replace(run="onpoint" if run == "oracle" else run,
+    student = cfg.student.replace(run="onpoint" if run.startswith("oracle") else run,
                                   **({} if seed is None else {"seed": seed}))
     cfg = StageParams(cfg.stage, {**cfg.objects, "student": student}, cfg.view)
     dataset = load_dataset("data/dataset", check_files=False)
     paths = {"points": "data/points/points.parquet", "pseudo": "data/pseudo/pseudo_segments.parquet",
              "teacher_cache": "data/teacher", "resume": None}
-    inputs = oracle_inputs(dataset, read_points(paths["points"])) if run == "oracle" else None
+    inputs = None
+    if run.startswith("oracle"):
+        pseudo = read_pseudo_segments(paths["pseudo"]) if run == "oracle_frames" else None
+        inputs = oracle_inputs(dataset, read_points(paths["points"]), pseudo)
     began = time.perf_counter()
     model, variant, _, summary = runner.train(cfg, dataset, paths, progress=False, inputs=inputs)
     with tempfile.TemporaryDirectory() as folder:
