@@ -40,12 +40,14 @@ from onpoint_core.student.inputs import read_pseudo_segments, student_videos
 from onpoint_core.student.variants import RUNS
 
 
-def ground_truth_frames(dataset, video):
-    """T x (C+1) one-hot of the GT label at each student step centre (background last)."""
+def ground_truth_frames(dataset, video, segments):
+    """T x (C+1) one-hot of the GT label at each student step centre (background last);
+    `segments`: the video's rows of the GT segment table."""
     frames = np.zeros((video.num_steps, dataset.num_classes + 1), dtype=np.float32)
     frames[:, -1] = 1.0
     centres = (np.arange(video.num_steps) + 0.5) / video.rate
-    for start, end, label in zip(video.segments[:, 0], video.segments[:, 1], video.segment_labels):
+    labels = dataset.label_index(segments.label) if len(segments) else []
+    for start, end, label in zip(segments.start, segments.end, labels):
         inside = (centres >= start) & (centres < end)
         frames[inside] = 0.0
         frames[inside, label] = 1.0
@@ -59,10 +61,11 @@ def oracle_inputs(dataset, points, pseudo=None):
     variant = replace(RUNS["onpoint"], instance_targets="gt" if pseudo is None else "pseudo")
     reader = replace(variant, cass=False, anticipation=False)        # read no teacher cache
     videos = student_videos(dataset, runner.TRAIN_SUBSETS, reader, points=points, pseudo=pseudo)
-    segments = {v.video_id: v for v in student_videos(dataset, runner.TRAIN_SUBSETS,
-                                                        replace(reader, instance_targets="gt", points=False))}
+    by_video = dataset.segments.groupby("video_id")
+    empty = dataset.segments.iloc[:0]
     for video in videos:
-        video.teacher_cas = ground_truth_frames(dataset, segments[video.video_id])
+        rows = by_video.get_group(video.video_id) if video.video_id in by_video.groups else empty
+        video.teacher_cas = ground_truth_frames(dataset, video, rows)
         video.teacher_class_prob = video.teacher_cas[:, :-1].copy()
     return variant, videos
 
