@@ -499,7 +499,7 @@ def _with_recipe(shared, recipes, recipe, key, recipes_key):
 # --------------------------------------------------------------------------------------------
 # Which keys each stage reads ({dataset}, {teacher}, {recipe}: the selectors' values).
 
-STUDENT_SHARED = ("run", "seed", "encoder_layers", "encoder_heads", "decoder_heads", "loss_weights",
+STUDENT_SHARED = ("run", "seed", "encoder_heads", "decoder_heads", "loss_weights",
                   "weight_decay", "patience", "lr_decays", "lr_gamma", "processes", "checkpoints_per_epoch")
 # the online decode settings the val selection streams with (the same as online_eval's)
 SELECTION_KEYS = ("score_threshold", "nms_iou", "tiou_floor_seconds")

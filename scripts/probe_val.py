@@ -70,7 +70,7 @@ def main(run, changes, data_changes, params_path):
     paths = {"points": "data/points/points.parquet", "pseudo": "data/pseudo/pseudo_segments.parquet",
              "teacher_cache": "data/teacher", "resume": None}
     began = time.perf_counter()
-    model, variant, _, summary = runner.train(cfg, dataset, paths, progress=False)
+    model, variant, history, summary = runner.train(cfg, dataset, paths, progress=False)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "student.pt"
         runner.save(path, model, dataset, cfg, variant, summary)
@@ -80,7 +80,12 @@ def main(run, changes, data_changes, params_path):
     result, _ = online.score(dataset, proposals, subset="val")
     print(json.dumps({"run": run, "set": list(changes), "data": list(data_changes), "final_loss": round(summary["final_loss"], 4),
                       **{f"val_{k}": round(result[k], 2) for k in ("avg_0.1_0.5", "avg_0.1_0.7", "f1_0.5")},
-                      "val_proposals": int(result["num_pred"]), "seconds": round(time.perf_counter() - began)}))
+                      "val_proposals": int(result["num_pred"]), "best_epoch": summary["best_epoch"],
+                      "epochs_trained": summary["epochs_trained"],
+                      # the convergence rule's trace: (epoch, val avg, lr after the epoch)
+                      "curve": [[row["epoch"], round(row["val_avg"], 2), row["lr"]] for row in history
+                                if row["kind"] == "epoch" and "val_avg" in row],
+                      "seconds": round(time.perf_counter() - began)}))
 
 
 if __name__ == "__main__":
