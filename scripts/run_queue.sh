@@ -9,11 +9,22 @@ JOBS=${1:-1}
 if [ "$JOBS" -gt 1 ]; then export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1; fi
 dvc queue start --jobs "$JOBS"
 sleep 10
+short=0
 while status=$(dvc queue status) && grep -Eq "Queued|Running" <<<"$status"; do
-  # the queue's worker can exit with tasks left (a broker read race in celery's filesystem
-  # transport was seen here): start new workers when nothing runs and no worker is alive
-  if grep -q "0 active, 0 idle" <<<"$status" && ! grep -q "Running" <<<"$status"; then
-    dvc queue start --jobs "$JOBS"
+  # a queue worker can exit with tasks left (a broker read race in celery's filesystem transport
+  # was seen here), leaving fewer workers than JOBS: when tasks are queued and fewer than JOBS
+  # workers are alive on two polls in a row, start the missing ones (`dvc queue start --jobs N`
+  # starts only the numbered workers 1..N that are not alive)
+  active=$(sed -n 's/.*Worker status: \([0-9]*\) active.*/\1/p' <<<"$status")
+  if grep -q "Queued" <<<"$status" && [ "${active:-0}" -lt "$JOBS" ]; then
+    short=$((short + 1))
+    if [ "$short" -ge 2 ]; then
+      echo "run_queue: $active of $JOBS workers alive with tasks queued; starting the missing ones"
+      dvc queue start --jobs "$JOBS"
+      short=0
+    fi
+  else
+    short=0
   fi
   sleep 30
 done
