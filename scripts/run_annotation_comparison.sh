@@ -9,7 +9,7 @@
 # egtea_annotations_split1.json) under $SHARED; they are not part of the repository. Features are
 # written to data/imported/<entry> (params.yaml: thumos14_synth, egtea_synth). The runs are workspace
 # experiments (`dvc exp run` without --queue: queued runs see only git-tracked files, and the
-# synthesized features are not tracked); at the end the committed params.yaml, dvc.lock, metrics/
+# synthesized features are not tracked); at the end the committed params.yaml, dvc.lock, metrics/, live/
 # and plots/ are restored (uncommitted edits to them are lost) and `dvc checkout` brings back the
 # committed run's outputs.
 # Writes reports/annotation_comparison.md and .png, and the README's annotation_comparison block.
@@ -35,7 +35,7 @@ for dataset in $DATASETS; do
   esac
 done
 
-restore() { git checkout -- params.yaml dvc.lock metrics plots && dvc checkout --quiet || true; }
+restore() { git checkout -- params.yaml dvc.lock metrics plots live && dvc checkout --quiet || true; }
 trap restore EXIT
 for dataset in $DATASETS; do
   for run in $RUNS; do

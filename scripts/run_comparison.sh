@@ -27,7 +27,7 @@ teacher_of() { case $1 in synthetic_dense|egtea*|hoi4d) echo tsaspc ;; *) echo h
 
 baseline=$(python -c "import yaml; p = yaml.safe_load(open('params.yaml')); print(p['dataset'] + '/' + p['teacher'])")
 dvc repro pseudo_segments
-restore() { git checkout -- params.yaml dvc.lock metrics plots && dvc checkout --quiet || true; }
+restore() { git checkout -- params.yaml dvc.lock metrics plots live && dvc checkout --quiet || true; }
 for dataset in $DATASETS; do
   teacher=$(teacher_of "$dataset")
   [ "$dataset/$teacher" = "$baseline" ] && continue
