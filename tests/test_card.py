@@ -9,7 +9,7 @@ import subprocess
 from click.testing import CliRunner
 
 from onpoint_core.cli import main
-from onpoint_core.provenance import code_hash, git_revision
+from onpoint_core.provenance import code_blobs, code_commit, code_hash, git_blob_id, git_revision
 from tests.test_online import checkpoints, one_thread  # noqa: F401  (fixtures)
 
 
@@ -47,6 +47,36 @@ def test_code_hash_follows_the_stage_code_not_git(tmp_path):
     (repo / "onpoint_core" / "z.py").write_text("new = 1\n")
     assert git_revision(repo, "train")["dirty"] is True
     assert git_revision(copy, "train") == {"commit": None, "dirty": None}
+
+
+def test_checkpoint_names_the_git_revision_of_its_code_by_content(tmp_path):
+    """The checkpoint stores git blob ids of its stage's code (content, so a rebuild is byte-identical)
+    and they resolve to the commit that introduced that code, not to HEAD at run time."""
+    repo = tmp_path / "repo"
+    (repo / "onpoint_core").mkdir(parents=True)
+    (repo / "onpoint_core" / "x.py").write_text("a = 1\n")
+    (repo / "onpoint_core" / "y.py").write_text("b = 1\n")
+    (repo / "dvc.yaml").write_text("stages:\n  train:\n    cmd: x\n    deps: [onpoint_core/x.py]\n")
+    git(repo, "init", "-q")
+    blobs = code_blobs(repo, "train")
+    assert code_commit(blobs, repo) is None                       # nothing committed yet
+    assert blobs == {"onpoint_core/x.py": git(repo, "hash-object", "onpoint_core/x.py")}
+    assert git_blob_id(b"") == "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"   # git's empty blob
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "first")
+    first = git(repo, "rev-parse", "HEAD")
+    (repo / "onpoint_core" / "y.py").write_text("b = 2\n")        # a commit that leaves the stage's code alone
+    git(repo, "commit", "-qam", "other code")
+    assert code_commit(blobs, repo) == first                       # not HEAD: the commit that brought this code
+    (repo / "onpoint_core" / "x.py").write_text("a = 2\n")
+    assert code_commit(code_blobs(repo, "train"), repo) is None   # uncommitted code
+    git(repo, "commit", "-qam", "second")
+    second = git(repo, "rev-parse", "HEAD")
+    assert code_commit(code_blobs(repo, "train"), repo) == second and code_commit(blobs, repo) == first
+    copy = tmp_path / "tarball"
+    shutil.copytree(repo, copy, ignore=shutil.ignore_patterns(".git"))
+    assert code_blobs(copy, "train") == code_blobs(repo, "train")  # no git needed to record it ...
+    assert code_commit(blobs, copy) is None                        # ... only to resolve it
 
 
 def test_card_says_what_the_model_is_and_where_its_numbers_come_from(tmp_path, checkpoints):  # noqa: F811

@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -149,6 +150,17 @@ def test_repro_then_noop_then_experiment(project):
     card = _run([sys.executable, "-m", "onpoint_core.cli", "card", "models/student.pt", "--metrics",
                  "metrics/online_eval.json"], repo, env).stdout
     assert "## Intended use and limits" in card and f"| {online['avg_0.1_0.5']:.1f} |" in card
+    # ... and the git revision it was trained at: the project's one commit holds the code it ran
+    head = _run(["git", "rev-parse", "HEAD"], repo, env).stdout.strip()
+    assert f"trained on the code of commit `{head}`" in card
+
+    # the stages an experiment on another dataset or teacher shares are in DVC's run-cache, so such an
+    # experiment restores its teacher instead of retraining it (a `cache: false` output that is no
+    # metric or plot switches the run-cache off for its stage)
+    cache_dir = repo / Path(_dvc(repo, env, "cache", "dir").stdout.strip())
+    cached_cmds = {yaml.safe_load(entry.read_text())["cmd"] for entry in (cache_dir / "runs").glob("*/*/*")}
+    for script in ("make_dataset", "make_points", "train_teacher", "cache_teacher", "pseudo_segments"):
+        assert f"python stages/{script}.py" in cached_cmds, f"{script} is not in the run-cache"
 
     again = _dvc(repo, env, "repro")
     assert "Data and pipelines are up to date" in again.stdout

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import OnPointError
-from ..provenance import code_hash
+from ..provenance import code_commit, code_hash
 from .checkpoint import load_student
 from .model import count_parameters
 
@@ -32,6 +32,19 @@ MAIN_METRICS = ("avg_0.1_0.5", "avg_0.3_0.7", "avg_0.1_0.7", "f1_0.5", "aedt")
 
 def _fmt(value, digits=1):
     return "n/a" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _revision(blobs):
+    """Where the checkpoint's code is in this checkout's git history (from its git blob ids)."""
+    if not blobs:
+        return "not recorded (a checkpoint from before onpoint 0.2.0)."
+    commit = code_commit(blobs, ".")
+    if commit:
+        return (f"trained on the code of commit `{commit}` (the commit that brought its training stage's "
+                f"{len(blobs)} code files to the exact bytes it ran; later commits that leave them alone hold "
+                f"the same code).")
+    return (f"its {len(blobs)} code files (git blob ids in the checkpoint, `code_git_blobs`) match no commit of "
+            f"this checkout's history: trained on uncommitted code, or in another repository.")
 
 
 def model_card(model_path, metrics_path=None):
@@ -103,6 +116,6 @@ def model_card(model_path, metrics_path=None):
               + ("" if current is None or code is None else
                  " (the code here hashes the same)" if current == code else
                  " (the code here differs: this checkout would train another model)") + ".",
-              "- The commit it was trained at is in logs/student_train.json of the run (git_revision).",
+              f"- Git revision: {_revision(extra.get('code_git_blobs'))}",
               f"- Checkpoint format {meta.get('format')} version {meta.get('version')}.", ""]
     return "\n".join(lines)
