@@ -549,6 +549,18 @@ def test_report_rows_skip_unfinished_experiments():
     assert summary[("synthetic", "onpoint")]["avg_0.1_0.7"][0] == pytest.approx(22.0)
 
 
+def test_report_shows_the_workspace_when_it_differs_from_its_commit():
+    """The workspace and the commit it came from have the same params: one row, and it is the
+    workspace's results (what the user's `dvc repro` just made), not the committed metrics."""
+    from onpoint_core.report import experiment_rows, summarise
+
+    workspace = _exp("workspace", "onpoint", 52, 35.4)["revs"][0]
+    commit = _exp("main", "onpoint", 52, 35.7)["revs"][0]
+    summary = summarise(experiment_rows([workspace, commit]))
+    assert summary[("synthetic", "onpoint")]["seeds"] == [52]
+    assert summary[("synthetic", "onpoint")]["avg_0.1_0.7"][0] == pytest.approx(35.4)
+
+
 def test_report_rows_leave_the_point_noise_study_to_its_own_report():
     from onpoint_core.report import experiment_rows
 
