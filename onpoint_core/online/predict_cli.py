@@ -126,7 +126,8 @@ def write_proposals(path, proposals, videos):
 @click.option("--step-rate", type=float, default=None,
               help="Steps per second of videos without a duration; default: the checkpoint's.")
 @click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True,
-              help="Videos streamed together in one batched forward pass (does not change results).")
+              help="Videos streamed together in one batched forward pass (the same proposals; float "
+                   "rounding of their times and scores may differ at 1e-7).")
 @click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False),
               help="Where the defaults of the four options below come from (its `online` section).")
 @click.option("--score-threshold", type=float, default=None, help="Default: online.score_threshold of --params.")
