@@ -152,7 +152,10 @@ def summarise(rows):
         # identical params (the workspace and the commit it ran from): count once, and keep the first,
         # which is the workspace (`dvc exp show` lists it first): after a `dvc repro` whose results
         # differ from the committed ones (another CPU's float rounding, say) the table shows what ran
-        unique = list({m["params"]: m for m in reversed(members)}.values())[::-1]
+        first = {}
+        for member in members:
+            first.setdefault(member["params"], member)
+        unique = list(first.values())
         label = run if variants[(dataset, run)] == 1 else f"{run} ({sorted(m['experiment'] for m in unique)[0]})"
         key = (dataset, label)
         summary = {"seeds": sorted(m["seed"] for m in unique)}
