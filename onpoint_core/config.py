@@ -292,6 +292,7 @@ class TSASPCDetect(Section):
 
 @dataclass(frozen=True)
 class TSASPCPseudo(Section):
+    segments: Literal["point_anchored", "runs"]
     min_point_coverage: float = _f("unit")
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from onpoint_core.config import TSASPCDetect, TSASPCProposals, TSASPCPseudo, TSASPCTrain, build
+from onpoint_core.config import ParamsError, TSASPCDetect, TSASPCProposals, TSASPCPseudo, TSASPCTrain, build
 from onpoint_core.errors import OnPointError
 from onpoint_core.teachers import clustering
 from onpoint_core.teachers.base import TeacherVideo
@@ -346,10 +346,39 @@ def test_detect_and_pseudo_segments_on_hand_built_cas():
     assert rows.shape == (3, 5)
     assert np.allclose(rows[:, :4], expected)
     assert np.isnan(rows[:, 4]).all()
-    seg = teacher.pseudo_segments(cas, np.array([3, 6, 8, 9]), np.array([0, 0, 0, 0]), TSASPCProposals(), PSEUDO)
+    runs = PSEUDO.replace(segments="runs")
+    seg = teacher.pseudo_segments(cas, np.array([3, 6, 8, 9]), np.array([0, 0, 0, 0]), TSASPCProposals(), runs)
     assert np.allclose(seg[:, :4], expected)
     # run 1 is class 1, its point is class 0 -> none; run 2 holds 8 and 9, centre 8.5: tie -> first
     assert seg[0, 4] == 3 and np.isnan(seg[1, 4]) and seg[2, 4] == 8
+
+
+def test_point_anchored_pseudo_segments_grow_from_each_point_up_to_halfway():
+    """One segment per point whose frame favours its class over background, grown while that holds,
+    never past halfway to a neighbouring point; the runs way would merge, drop and add segments."""
+    teacher = TSASPCTeacher(2, D, _cfg())                       # classes 0, 1; background 2
+    #   t:     0  1  2  3  4  5  6  7  8  9 10 11
+    winner = [2, 0, 0, 0, 0, 0, 0, 2, 1, 0, 0, 2]              # frame 8: class 1 wins, class 0 still beats bg
+    cas = np.full((12, 3), 0.1, np.float32)
+    for t, w in enumerate(winner):
+        cas[t, w] = 0.8
+    cas[8] = [0.3, 0.6, 0.1]
+    anchored = PSEUDO.replace(segments="point_anchored")
+    assert PSEUDO.segments == "point_anchored"                  # the default in params.yaml
+    # two class-0 points in one run (2, 5) split halfway (3 | 4); point 9 of class 0 keeps frame 8
+    # (0.3 > bg 0.1); point 11 sits on background: no segment
+    seg = teacher.pseudo_segments(cas, np.array([5, 2, 9, 11, 9]), np.array([0, 0, 0, 1, 0]), TSASPCProposals(),
+                                  anchored)
+    assert seg[:, [0, 1, 2, 4]].tolist() == [[0, 1, 4, 2], [0, 4, 7, 5], [0, 8, 11, 9]]
+    assert np.isclose(seg[2, 3], (0.3 + 0.8 + 0.8) / 3)
+    runs = teacher.pseudo_segments(cas, np.array([5, 2, 9, 11]), np.array([0, 0, 0, 1]), TSASPCProposals(),
+                                   PSEUDO.replace(segments="runs"))
+    assert runs[:, :3].tolist() == [[0, 1, 7], [1, 8, 9], [0, 9, 11]]
+
+
+def test_pseudo_segment_way_is_checked_in_params():
+    with pytest.raises(ParamsError, match="tsaspc.pseudo.segments"):
+        build(TSASPCPseudo, {**PARAMS["tsaspc"]["pseudo"], "segments": "anchored"}, "params.yaml", "tsaspc.pseudo")
 
 
 def test_same_seed_gives_bit_identical_cas_and_other_seed_does_not():

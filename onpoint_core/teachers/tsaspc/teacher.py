@@ -100,14 +100,54 @@ class TSASPCTeacher(Training):
         return self._runs(cas, np.zeros(0, np.int64), np.zeros(0, np.int64))
 
     def pseudo_segments(self, cas, point_steps, point_labels, proposals: TSASPCProposals, pseudo: TSASPCPseudo):
-        """The same runs; `point` holds a same-class point inside the run (nearest its centre), else nan."""
-        return self._runs(cas, point_steps, point_labels)
+        """Pseudo segments of a video with points, by `pseudo.segments`:
 
-    def _runs(self, cas, point_steps, point_labels):
-        """The same runs; `point` holds a same-class point inside the run (nearest its centre), else nan."""
+        - `runs` (the method's text): the runs of `detect`; `point` holds a same-class point inside
+          the run (nearest its centre), else nan. A point whose frame the network gives another
+          class gets no segment, and a run with no point of its class (certainly not an action
+          when every action has a point) is kept.
+        - `point_anchored` (default; chosen on the val videos, README): one segment per point
+          whose frame the network calls more likely its class than background, grown from the
+          point while that stays so, and never past halfway to a neighbouring point."""
+        if pseudo.segments == "runs":
+            return self._runs(cas, point_steps, point_labels)
+        return self._anchored(cas, point_steps, point_labels)
+
+    def _anchored(self, cas, point_steps, point_labels):
+        """Point-anchored segments (see pseudo_segments): N x 5 (label, start, end, score, point)."""
+        cas = self._checked_cas(cas)
+        steps = np.asarray(point_steps, np.int64)
+        labels = np.asarray(point_labels, np.int64)
+        inside = (steps >= 0) & (steps < len(cas))
+        steps, labels = steps[inside], labels[inside]
+        order = np.argsort(steps, kind="stable")
+        steps, labels = steps[order], labels[order]
+        background = cas[:, -1]
+        distinct = np.unique(steps)
+        rows, seen = [], set()
+        for p, c in zip(steps.tolist(), labels.tolist()):
+            if (p, c) in seen or cas[p, c] < background[p]:
+                continue
+            seen.add((p, c))
+            k = int(np.searchsorted(distinct, p))          # neighbours: the nearest other point steps
+            lo = (int(distinct[k - 1]) + p) // 2 + 1 if k > 0 else 0                 # halfway to them
+            hi = (p + int(distinct[k + 1])) // 2 if k + 1 < len(distinct) else len(cas) - 1
+            ahead = cas[p:hi + 1, c] < background[p:hi + 1]
+            behind = cas[lo:p + 1, c][::-1] < background[lo:p + 1][::-1]
+            end = p + (int(np.argmax(ahead)) if ahead.any() else len(ahead))      # exclusive
+            start = p - (int(np.argmax(behind)) if behind.any() else len(behind)) + 1
+            rows.append((c, start, end, float(cas[start:end, c].mean()), float(p)))
+        return np.asarray(rows, np.float64).reshape(-1, 5)
+
+    def _checked_cas(self, cas):
         cas = np.asarray(cas, np.float64)
         if cas.ndim != 2 or cas.shape[1] != self.num_classes + 1:
             fail("teacher CAS", f"shape {cas.shape}, expected T x {self.num_classes + 1}")
+        return cas
+
+    def _runs(self, cas, point_steps, point_labels):
+        """The same runs; `point` holds a same-class point inside the run (nearest its centre), else nan."""
+        cas = self._checked_cas(cas)
         if len(cas) == 0:
             return segments_array([])
         pred = cas.argmax(axis=1)
