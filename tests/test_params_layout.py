@@ -77,6 +77,8 @@ def perturbed(dotted, value, raw):
         return "gaussian"
     if dotted == "student.run":
         return "teacher_oat"
+    if value in ("point_anchored", "runs"):
+        return "runs" if value == "point_anchored" else "point_anchored"
     if value in config.PRECISIONS:
         return "bf16" if value == "fp32" else "fp32"
     raise AssertionError(f"no perturbation for {dotted}={value!r}")
