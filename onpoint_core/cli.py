@@ -313,8 +313,13 @@ def report_command(repo, out, png, all_commits, datasets, excluded, readme, bloc
         wanted = f" on {', '.join(datasets)}" if datasets else ""
         raise OnPointError(f"{repo}: no experiment{wanted} has metrics/online_eval.json yet (run dvc repro or dvc exp run)")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
-    header = (f"Produced by `onpoint report` from `dvc exp show` at commit {commit or 'unknown'}; "
-              f"{len(rows)} experiments, each params.yaml of that commit with `dataset`, `student.run` and "
+    bases = sorted({row["baseline"] for row in rows if row.get("baseline") not in (None, "None", "workspace")})
+    if all_commits and len(bases) > 1:      # experiments of several commits: name each, with its count
+        counts = ", ".join(f"{b[:7]} ({sum(r['baseline'] == b for r in rows)})" for b in bases)
+        where = f"at commits {counts}; {len(rows)} experiments, each params.yaml of its commit"
+    else:
+        where = f"at commit {commit or 'unknown'}; {len(rows)} experiments, each params.yaml of that commit"
+    header = (f"Produced by `onpoint report` from `dvc exp show` {where} with `dataset`, `student.run` and "
               f"`student.seed` set (`dvc exp show` lists all their params). Mean ± sample standard deviation "
               f"over seeds. `val avg 0.1:0.7` is the val videos' score of the kept epoch (the convergence rule selects on it; "
               f"the other columns are the test split). The paper column is THUMOS'14 (docs/method.md 7), printed for "

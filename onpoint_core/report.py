@@ -59,13 +59,15 @@ def read_experiments(repo=".", all_commits=False, dvc=None):
         raise OnPointError(f"dvc exp show in {repo} did not print JSON") from None
 
 
-def _walk(entries, state=None):
-    """(entry, executor state) for every commit and experiment; the state is None for commits and
-    for experiments run in the workspace, else queued / running / success / failed."""
+def _walk(entries, state=None, baseline=None):
+    """(entry, executor state, baseline commit) for every commit and experiment; the state is None
+    for commits and for experiments run in the workspace, else queued / running / success / failed;
+    the baseline is the commit the experiment ran from (a commit's own rev for itself)."""
     for entry in entries or []:
-        yield entry, state
+        base = baseline or entry.get("rev")
+        yield entry, state, base
         for group in entry.get("experiments") or []:
-            yield from _walk(group.get("revs"), (group.get("executor") or {}).get("state"))
+            yield from _walk(group.get("revs"), (group.get("executor") or {}).get("state"), base)
 
 
 def experiment_rows(exp_show):
@@ -76,7 +78,7 @@ def experiment_rows(exp_show):
     The run and the dataset come from the experiment's params; the teacher's offline row from
     metrics/teacher_cache.json."""
     rows, seen = [], set()
-    for entry, state in _walk(exp_show):
+    for entry, state, baseline in _walk(exp_show):
         if state not in (None, "success"):
             continue
         data = entry.get("data") or {}
@@ -97,7 +99,7 @@ def experiment_rows(exp_show):
         rows.append({
             "params_without_seed": json.dumps(others, sort_keys=True),
             "params": json.dumps(_canonical(params), sort_keys=True, default=str),
-            "experiment": name, "rev": str(data.get("rev") or entry.get("rev")),
+            "experiment": name, "rev": str(data.get("rev") or entry.get("rev")), "baseline": str(baseline),
             "dataset": params.get("dataset"), "run": student.get("run"),
             "seed": student.get("seed"),
             "mAP": {k: metrics.get("mAP", {}).get(k) for k in THRESHOLDS},
@@ -123,8 +125,11 @@ def _canonical(value):
 
 def point_noise(params):
     """The point-noise std (s) of an experiment's params: datasets.<dataset>.points.noise_seconds."""
-    entry = ((params.get("datasets") or {}).get(params.get("dataset")) or {})
-    return float((entry.get("points") or {}).get("noise_seconds") or 0.0)
+    datasets = params.get("datasets")
+    entry = datasets.get(params.get("dataset")) if isinstance(datasets, dict) else None
+    points = entry.get("points") if isinstance(entry, dict) else None
+    # (an experiment of an older params layout, listed by --all-commits, has no such entry: no noise)
+    return float((points.get("noise_seconds") if isinstance(points, dict) else None) or 0.0)
 
 
 def _mean_spread(values):

@@ -575,6 +575,22 @@ def test_report_rows_leave_the_point_noise_study_to_its_own_report():
     assert sorted(r["experiment"] for r in experiment_rows([baseline])) == ["main", "noise0-onpoint-s52"]
 
 
+def test_report_rows_name_their_commit_and_survive_an_older_params_layout():
+    """With --all-commits the rows come from several commits: each row names the commit it ran
+    from (the report's header lists them), and a commit whose params.yaml had another layout
+    (`datasets.<name>` a string) is read without a crash."""
+    from onpoint_core.report import experiment_rows
+
+    new = _exp("newbase", "onpoint", 52, 20.0)["revs"][0]
+    new["experiments"] = [_exp("egtea-onpoint-s52", "onpoint", 52, 12.0, "success")]
+    old = _exp("oldbase", "onpoint", 52, 30.0)["revs"][0]
+    old["data"]["params"]["params.yaml"]["data"]["datasets"] = {"synthetic": "data/old_layout"}
+    old["experiments"] = [_exp("thumos-onpoint-s52", "onpoint", 52, 47.8, "success")]
+    rows = {r["experiment"]: r["baseline"] for r in experiment_rows([new, old])}
+    assert rows == {"newbase": "newbase", "egtea-onpoint-s52": "newbase", "oldbase": "oldbase",
+                    "thumos-onpoint-s52": "oldbase"}
+
+
 def test_report_counts_a_run_once_when_a_key_was_set_as_0_for_0_0():
     """`-S ...noise_seconds=0` stores 0 where params.yaml holds 0.0: the same run, the same seed,
     so one member of the group, not a second seed 52 and not a second variant of the run."""
