@@ -26,7 +26,7 @@ METRICS = ("avg_0.1_0.5", "avg_0.1_0.7", "f1_0.5")
 def noise_rows(exp_show):
     """{(run, noise): [metrics of each seed]} of the finished noise-study experiments."""
     rows = defaultdict(list)
-    for entry, state in _walk(exp_show):
+    for entry, state, _ in _walk(exp_show):
         name = entry.get("name") or ""
         if state not in (None, "success") or not name.startswith("noise"):
             continue

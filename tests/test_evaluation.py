@@ -668,3 +668,19 @@ def test_report_judges_the_paper_orderings_by_twice_the_larger_sd():
     lines = orderings(summary, "synthetic")
     assert "| OnPoint > teacher + OAT | +4.8 | +10.0 | 4.0 | 3 / 3 | holds beyond 2 sd |" in lines
     assert any(line.startswith("| OnPoint > distillation-free | +26.3 | not run yet") for line in lines)
+
+
+def test_point_noise_report_reads_the_noise_experiments():
+    """scripts/point_noise_report.py walks the same `dvc exp show` layout as the report: the noise
+    experiments, grouped by run and noise std (it broke once when the walk's tuples grew)."""
+    from scripts.point_noise_report import noise_rows
+
+    noisy = _exp("noise2-onpoint-s52", "onpoint", 52, 15.0, "success")
+    noisy["revs"][0]["data"]["params"]["params.yaml"]["data"]["datasets"] = {
+        "synthetic": {"points": {"noise_seconds": 2.0}}}
+    reference = _exp("noise0-fully_supervised-s52", "fully_supervised", 52, 50.0, "success")
+    baseline = _exp("main", "onpoint", 52, 20.0)["revs"][0]
+    baseline["experiments"] = [noisy, reference, _exp("noise1-onpoint-s52", "onpoint", 52, 9.0, "queued")]
+    rows = noise_rows([baseline])
+    assert sorted(rows) == [("fully_supervised", 0.0), ("onpoint", 2.0)]
+    assert rows[("onpoint", 2.0)][0]["avg_0.1_0.7"] == 15.0
