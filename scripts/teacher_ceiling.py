@@ -34,10 +34,10 @@ from onpoint_core.config import TSASPCPseudo, load_stage
 from onpoint_core.data.dataset import load_dataset
 from onpoint_core.data.tables import read_points
 from onpoint_core.errors import friendly_errors
-from onpoint_core.evaluation.detection import segment_quality
 from onpoint_core.teachers import clustering
 from onpoint_core.teachers.runner import (PSEUDO_COLUMNS, build_teacher, pseudo_segments, run_teacher,
                                           steps_per_second, teacher_videos, to_seconds_table)
+from pseudo_quality import quality as split_quality     # the sibling script (run as python scripts/...)
 
 
 def grid_labels(dataset, video_id):
@@ -65,11 +65,9 @@ def runs_table(dataset, labels_by_video):
 
 
 def quality(dataset, table, videos, tiou):
-    """P/R (%) and mean tIoU at `tiou` on the given videos."""
-    gt = dataset.segments[dataset.segments.video_id.isin(videos)]
-    q = segment_quality(gt, table[table.video_id.isin(videos)], tiou)
-    return {"precision": round(q["precision"], 1), "recall": round(q["recall"], 1),
-            "mean_tiou": round(q["mean_tiou"], 3)}
+    """P/R (%) and mean tIoU at `tiou` on the val videos (`videos`: the val ids, for the caller's
+    readability; pseudo_quality's measure, so both scripts count alike)."""
+    return split_quality(dataset, table[table.video_id.isin(videos)], ("val",), tiou)["val"]
 
 
 def train_supervised(teacher, dataset, videos):
