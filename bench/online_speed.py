@@ -12,6 +12,13 @@ and again at the end, the higher of the two kept (so a busy moment cannot inflat
 steps/s x FLOPs/step / peak is the fraction of what the hardware allows. Batched figures count
 stream-steps (64 streams x pushes). For reference it also times one matmul of the step's own FFN
 shape (W x D times D x FFN): the most small matrices of that size get out of this hardware.
+
+The ceiling of one stream: the matrix multiplies of one step (recorded with their shapes by
+torch.profiler from one forward pass: all but a few tenths of a percent of its FLOPs) replayed alone, back to back, on
+fresh tensors of the same shapes and layouts, and timed like a push. No engine can run the step
+faster than its own matmuls with these kernels, so that percent bounds what one stream can reach
+in float32: a single stream's matmuls are thin (the window's W rows, the decoder's M anchor rows
+that re-read every weight each step), far below the square peak.
 Speed is measured here, not in timed tests (shared machines make those flaky); the load average
 is printed because another process on the machine slows every figure.
 
@@ -95,6 +102,56 @@ def matmul_peak(device, dtype, seconds):
     return matmul_rate(device, dtype, seconds, size, size, size)
 
 
+MATMULS = ("aten::mm", "aten::addmm", "aten::_addmm_activation", "aten::bmm", "aten::baddbmm")
+
+
+def step_matmuls(model, windows, heads):
+    """(op name, input shapes) of every matrix multiply in one forward pass, in order."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.inference_mode():
+        model(windows, heads=heads)
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            model(windows, heads=heads)
+    return [(event.name, event.input_shapes) for event in prof.events() if event.name in MATMULS]
+
+
+def _replay_op(name, shapes, device):
+    """A closure running one recorded matmul on fresh tensors (weights transposed, as Linear has them)."""
+    def rand(*shape):
+        return torch.randn(*shape, device=device)
+
+    if name in ("aten::addmm", "aten::_addmm_activation"):
+        bias, a, b = rand(*shapes[0]), rand(*shapes[1]), rand(shapes[2][1], shapes[2][0]).t()
+        if name == "aten::addmm":
+            return lambda: torch.addmm(bias, a, b), 2 * a.shape[0] * a.shape[1] * b.shape[1]
+        return lambda: torch._addmm_activation(bias, a, b, use_gelu=True), 2 * a.shape[0] * a.shape[1] * b.shape[1]
+    if name == "aten::mm":
+        a, b = rand(*shapes[0]), rand(shapes[1][1], shapes[1][0]).t()
+        return lambda: torch.mm(a, b), 2 * a.shape[0] * a.shape[1] * b.shape[1]
+    if name == "aten::bmm":
+        a, b = rand(*shapes[0]), rand(*shapes[1])
+        return lambda: torch.bmm(a, b), 2 * a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2]
+    batch1, batch2 = rand(*shapes[1]), rand(*shapes[2])          # baddbmm(input, batch1, batch2)
+    bias = rand(*shapes[0])
+    return (lambda: torch.baddbmm(bias, batch1, batch2),
+            2 * batch1.shape[0] * batch1.shape[1] * batch1.shape[2] * batch2.shape[2])
+
+
+def matmul_ceiling(model, meta, device, seconds):
+    """(replays per second, matmul FLOPs) of one stream's step matmuls alone (see the module doc)."""
+    config = meta["config"]
+    windows = torch.zeros(1, config["window"], config["feature_dim"], device=device)
+    ops = [_replay_op(name, shapes, device) for name, shapes in step_matmuls(model, windows,
+                                                                               meta["variant"]["inference"])]
+
+    def replay():
+        for run, _ in ops:
+            run()
+
+    return timed(replay, device, seconds), sum(flops for _, flops in ops)
+
+
 def stream_rate(model, meta, device, streams, seconds, precision="fp32", cuda_graphs=True):
     """Pushes per second of a StreamingEngine advancing `streams` streams together."""
     engine = StreamingEngine(model, meta, device=device, precision=precision,
@@ -127,7 +184,7 @@ def main(configs, batch, seconds, precision, cuda_graphs, threads, device):
           f"{' | CUDA graphs ' + ('on' if cuda_graphs else 'off') if device.type == 'cuda' else ''}")
     first_peak = matmul_peak(device, torch.float32, seconds / 2)
     print(f"matmul peak float32 (start): {first_peak / 1e9:,.1f} GFLOP/s")
-    results = {}
+    results, ceilings = {}, {}
     for name in configs:
         model, meta = build(name)
         model.to(device)
@@ -141,6 +198,8 @@ def main(configs, batch, seconds, precision, cuda_graphs, threads, device):
         for streams in (1, batch):
             per_push = stream_rate(model, meta, device, streams, seconds, precision, cuda_graphs)
             results[(name, streams)] = (per_push * streams, flops)
+        if device.type == "cpu" and precision == "fp32":
+            ceilings[name] = matmul_ceiling(model, meta, device, seconds / 2)
         del model
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -155,6 +214,11 @@ def main(configs, batch, seconds, precision, cuda_graphs, threads, device):
         print(f"  {name:9s} {label}: {steps:10,.1f} steps/s{extra} | {steps * flops / 1e9:9,.1f} GFLOP/s "
               f"= {100 * share:5.1f}% of the float32 matmul peak")
         summary.append(f"{name}_{'single' if streams == 1 else 'batched'} {steps:.1f} {100 * share:.1f}%")
+    for name, (rate, matmul_flops) in ceilings.items():
+        steps, flops = results[(name, 1)]
+        print(f"  {name:9s} ceiling of 1 stream: its step's matmuls alone ({100 * matmul_flops / flops:.1f}% of the "
+              f"FLOPs) run at {rate:,.1f} steps/s = {100 * rate * flops / peak:5.1f}% of the float32 matmul peak; "
+              f"the stream runs at {100 * steps / rate:.0f}% of that")
     order = {"paper_single": 0, "paper_batched": 1, "synthetic_single": 2, "synthetic_batched": 3}
     summary.sort(key=lambda item: order.get(item.split()[0], 9))
     print("summary: " + " | ".join(summary))
