@@ -13,21 +13,13 @@ steps/s x FLOPs/step / peak is the fraction of what the hardware allows. Batched
 stream-steps (64 streams x pushes). For reference it also times one matmul of the step's own FFN
 shape (W x D times D x FFN): the most small matrices of that size get out of this hardware.
 
-The ceiling of one stream: the matrix multiplies of one step (recorded with their shapes by
-torch.profiler from one forward pass: all but a few tenths of a percent of its FLOPs) replayed alone, back to back, on
-fresh tensors of the same shapes and layouts, and timed like a push. No engine can run the step
-faster than its own matmuls with these kernels, so that percent bounds what one stream can reach
-in float32: a single stream's matmuls are thin (the window's W rows, the decoder's M anchor rows
-that re-read every weight each step), far below the square peak.
-Speed is measured here, not in timed tests (shared machines make those flaky); the load average
-is printed because another process on the machine slows every figure.
-
-The last line is the summary, the same figures on one line, so runs on noisy machines compare:
-  summary: paper_single <steps/s> <percent>% | paper_batched ... | synthetic_single ... | synthetic_batched ...
-
-Configurations (docs/method.md 4, OAT's anchors 4..64 at W = 64):
-  synthetic  the synthetic profile student of params.yaml, 128-d two-stream features, C 10
-  paper      the paper's THUMOS'14 student: D 1024, FFN 2048, 4096-d two-stream TSN features, C 20
+The ceiling: the matrix multiplies of one step (recorded with their shapes by torch.profiler from
+one forward pass of the same batch, all but a few tenths of a percent of its FLOPs) replayed
+alone, back to back, on fresh tensors of the same shapes and layouts, and timed like a push. No
+engine can run the step faster than its own matmuls with these kernels, so that percent bounds
+what the streams can reach in float32. One stream's matmuls are thin (the window's W rows, and
+the decoder's M anchor rows, which re-read every decoder weight at every step), far below the
+square peak; batched streams stack 64 windows into each matmul.
 """
 
 import os
@@ -138,10 +130,10 @@ def _replay_op(name, shapes, device):
             2 * batch1.shape[0] * batch1.shape[1] * batch1.shape[2] * batch2.shape[2])
 
 
-def matmul_ceiling(model, meta, device, seconds):
-    """(replays per second, matmul FLOPs) of one stream's step matmuls alone (see the module doc)."""
+def matmul_ceiling(model, meta, device, seconds, streams=1):
+    """(replays per second, matmul FLOPs) of the step matmuls of `streams` streams alone (module doc)."""
     config = meta["config"]
-    windows = torch.zeros(1, config["window"], config["feature_dim"], device=device)
+    windows = torch.zeros(streams, config["window"], config["feature_dim"], device=device)
     ops = [_replay_op(name, shapes, device) for name, shapes in step_matmuls(model, windows,
                                                                                meta["variant"]["inference"])]
 
@@ -198,8 +190,8 @@ def main(configs, batch, seconds, precision, cuda_graphs, threads, device):
         for streams in (1, batch):
             per_push = stream_rate(model, meta, device, streams, seconds, precision, cuda_graphs)
             results[(name, streams)] = (per_push * streams, flops)
-        if device.type == "cpu" and precision == "fp32":
-            ceilings[name] = matmul_ceiling(model, meta, device, seconds / 2)
+            if device.type == "cpu" and precision == "fp32":
+                ceilings[(name, streams)] = matmul_ceiling(model, meta, device, seconds / 2, streams)
         del model
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -214,11 +206,12 @@ def main(configs, batch, seconds, precision, cuda_graphs, threads, device):
         print(f"  {name:9s} {label}: {steps:10,.1f} steps/s{extra} | {steps * flops / 1e9:9,.1f} GFLOP/s "
               f"= {100 * share:5.1f}% of the float32 matmul peak")
         summary.append(f"{name}_{'single' if streams == 1 else 'batched'} {steps:.1f} {100 * share:.1f}%")
-    for name, (rate, matmul_flops) in ceilings.items():
-        steps, flops = results[(name, 1)]
-        print(f"  {name:9s} ceiling of 1 stream: its step's matmuls alone ({100 * matmul_flops / flops:.1f}% of the "
-              f"FLOPs) run at {rate:,.1f} steps/s = {100 * rate * flops / peak:5.1f}% of the float32 matmul peak; "
-              f"the stream runs at {100 * steps / rate:.0f}% of that")
+    for (name, streams), (rate, matmul_flops) in ceilings.items():
+        steps, flops = results[(name, streams)]
+        label = "1 stream  " if streams == 1 else f"{streams} streams"
+        print(f"  {name:9s} {label} ceiling: the step's matmuls alone ({100 * matmul_flops / (flops * streams):.1f}% of "
+              f"its FLOPs) {rate * streams:10,.1f} steps/s = {100 * rate * streams * flops / peak:5.1f}% of the peak; "
+              f"the streams run at {100 * steps / (rate * streams):.0f}% of that")
     order = {"paper_single": 0, "paper_batched": 1, "synthetic_single": 2, "synthetic_batched": 3}
     summary.sort(key=lambda item: order.get(item.split()[0], 9))
     print("summary: " + " | ".join(summary))

@@ -42,7 +42,9 @@ def test_the_ceiling_replays_the_matmuls_of_the_fused_encoder_too(online_speed, 
     assert sum(name == "aten::bmm" for name, _ in recorded) >= 4
 
 
-def test_the_ceiling_times_the_replay(online_speed, tiny):
+def test_the_ceiling_of_batched_streams_replays_the_batched_step(online_speed, tiny):
     model, meta = tiny
-    rate, matmul_flops = online_speed.matmul_ceiling(model, meta, torch.device("cpu"), seconds=0.05)
-    assert rate > 0 and matmul_flops > 0
+    rate, matmul_flops = online_speed.matmul_ceiling(model, meta, torch.device("cpu"), seconds=0.05, streams=3)
+    one = flops_per_step(model, heads="instance")
+    assert rate > 0
+    assert 0.95 * 3 * one <= matmul_flops <= 3 * one
