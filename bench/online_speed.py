@@ -19,7 +19,16 @@ alone, back to back, on fresh tensors of the same shapes and layouts, and timed 
 engine can run the step faster than its own matmuls with these kernels, so that percent bounds
 what the streams can reach in float32. One stream's matmuls are thin (the window's W rows, and
 the decoder's M anchor rows, which re-read every decoder weight at every step), far below the
-square peak; batched streams stack 64 windows into each matmul.
+square peak; batched streams stack 64 windows into each matmul. Ceilings are printed for float32
+on the CPU only. Speed is measured here, not in timed tests (shared machines make those flaky); the
+load average is printed because another process on the machine slows every figure.
+
+The last line is the summary, the same figures on one line, so runs on noisy machines compare:
+  summary: paper_single <steps/s> <percent>% | paper_batched ... | synthetic_single ... | synthetic_batched ...
+
+Configurations (docs/method.md 4, OAT's anchors 4..64 at W = 64):
+  synthetic  the synthetic profile student of params.yaml, 128-d two-stream features, C 10
+  paper      the paper's THUMOS'14 student: D 1024, FFN 2048, 4096-d two-stream TSN features, C 20
 """
 
 import os
@@ -115,9 +124,10 @@ def _replay_op(name, shapes, device):
 
     if name in ("aten::addmm", "aten::_addmm_activation"):
         bias, a, b = rand(*shapes[0]), rand(*shapes[1]), rand(shapes[2][1], shapes[2][0]).t()
+        flops = 2 * a.shape[0] * a.shape[1] * b.shape[1]
         if name == "aten::addmm":
-            return lambda: torch.addmm(bias, a, b), 2 * a.shape[0] * a.shape[1] * b.shape[1]
-        return lambda: torch._addmm_activation(bias, a, b, use_gelu=True), 2 * a.shape[0] * a.shape[1] * b.shape[1]
+            return lambda: torch.addmm(bias, a, b), flops
+        return lambda: torch._addmm_activation(bias, a, b, use_gelu=True), flops
     if name == "aten::mm":
         a, b = rand(*shapes[0]), rand(shapes[1][1], shapes[1][0]).t()
         return lambda: torch.mm(a, b), 2 * a.shape[0] * a.shape[1] * b.shape[1]
