@@ -318,6 +318,8 @@ def report_command(repo, out, png, all_commits, datasets, excluded, readme, bloc
         counts = ", ".join(f"{b[:7]} ({sum(r['baseline'] == b for r in rows)})" for b in bases)
         where = f"at commits {counts}; {len(rows)} experiments, each params.yaml of its commit"
     else:
+        # one baseline: the commit the experiments ran from, which with --all-commits need not be HEAD
+        commit = bases[0][:7] if len(bases) == 1 else commit
         where = f"at commit {commit or 'unknown'}; {len(rows)} experiments, each params.yaml of that commit"
     header = (f"Produced by `onpoint report` from `dvc exp show` {where} with `dataset`, `student.run` and "
               f"`student.seed` set (`dvc exp show` lists all their params). Mean ± sample standard deviation "

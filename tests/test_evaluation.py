@@ -652,6 +652,33 @@ def test_report_command_leaves_out_excluded_experiments(tmp_path, monkeypatch):
     assert "probe" not in text and "| onpoint | 1 |" in text
 
 
+def test_report_header_names_the_one_commit_the_experiments_ran_from(tmp_path, monkeypatch):
+    """With --all-commits, experiments that all ran from one older commit are attributed to that
+    commit, not to the repository's HEAD (a report made in a clone ahead of the runs' commit)."""
+    import subprocess
+
+    from click.testing import CliRunner
+
+    from onpoint_core import cli, report
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q",
+                    "--allow-empty", "-m", "head"], check=True)
+    head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    older = _exp("0123456789abcdef", "onpoint", 52, 20.0)["revs"][0]
+    older["rev"] = "0123456789abcdef"
+    older["experiments"] = [_exp("a-s53", "onpoint", 53, 24.0, "success")]
+    monkeypatch.setattr(report, "read_experiments", lambda repo, all_commits=False: [older])
+    out = tmp_path / "table.md"
+    args = ["report", "--repo", str(tmp_path), "--out", str(out), "--png", str(tmp_path / "bars.png"),
+            "--all-commits"]
+    result = CliRunner().invoke(cli.main, args)
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert "at commit 0123456;" in text and head not in text
+
+
 def test_report_judges_the_paper_orderings_by_twice_the_larger_sd():
     """The orderings table is part of the report (so the README's verdicts come from a command):
     a gap beyond twice the larger sd holds, a smaller positive one is within 2 sd, a negative one
