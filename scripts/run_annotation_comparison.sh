@@ -55,8 +55,8 @@ for dataset in $DATASETS; do
     # The student's epoch cap, the same for every row and both entries. The cpu recipe's 20 ended
     # training before the plateau rule did on THUMOS timing (the fully supervised reference still
     # rose, val 50.9 at 19 of 20); on EGTEA timing the rule stopped OnPoint and the reference of seed
-    # 52 at epoch 20 of 20, so another seed could meet the cap first. With 40 the plateau rule stops
-    # every row, and a row it stops before 20 is unchanged (the cap only ends training).
+    # 52 at epoch 20 of 20, and seed 53's reference kept epoch 23 of 25. With 40 the plateau rule
+    # stops every row, and a row it stops before 20 is unchanged (the cap only ends training).
     dvc exp run -S "dataset=$dataset" "${selection[@]}" -S student.recipes.cpu.epochs=40 \
       -S "student.run=$run" -S "student.seed=$seed" -n "$dataset-$run-s$seed"
   done
