@@ -60,11 +60,12 @@ def quality(dataset, found, subsets, tiou, bins=None):
     for subset in subsets:
         videos = dataset.video_ids(subset)
         gt = dataset.segments[dataset.segments.video_id.isin(videos)]
-        q = segment_quality(gt, found[found.video_id.isin(videos)], tiou)
+        mine = found[found.video_id.isin(videos)]
+        q = segment_quality(gt, mine, tiou)
         out[subset] = {"precision": round(q["precision"], 1), "recall": round(q["recall"], 1),
                        "mean_tiou": round(q["mean_tiou"], 3)}
         if bins:
-            out[subset]["recall_by_duration"] = recall_by_duration(gt, found[found.video_id.isin(videos)], bins, tiou)
+            out[subset]["recall_by_duration"] = recall_by_duration(gt, mine, bins, tiou)
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import os
 from pathlib import Path
 
@@ -13,6 +14,16 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # The real public annotation files live beside the repository (../shared/data), never in it;
 # ONPOINT_SHARED_DATA points elsewhere (e.g. when the repository is cloned to another folder).
 SHARED_DATA = Path(os.environ.get("ONPOINT_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+def load_file(relative_path):
+    """A repository file that is not part of the package (bench/, scripts/) loaded as a module, so
+    its functions can be tested without running its command line."""
+    path = REPO_ROOT / relative_path
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture

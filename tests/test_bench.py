@@ -1,22 +1,15 @@
 """The speed benchmark's own measuring parts (no timing is asserted: speed lives in bench/, not tests)."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
 from onpoint_core.student.model import OnlineStudent, flops_per_step, model_config
-
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "online_speed.py"
+from tests.conftest import load_file
 
 
 @pytest.fixture(scope="module")
 def online_speed():
-    spec = importlib.util.spec_from_file_location("online_speed", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file("bench/online_speed.py")
 
 
 @pytest.fixture(scope="module")

@@ -1,22 +1,15 @@
 """scripts/pseudo_quality.py --by-duration: recall per ground-truth duration bin."""
 
-import importlib.util
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
 from onpoint_core.errors import OnPointError
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "pseudo_quality.py"
+from tests.conftest import load_file
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("pseudo_quality", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file("scripts/pseudo_quality.py")
 
 
 def test_recall_by_duration_counts_each_bin_on_its_own(script):
